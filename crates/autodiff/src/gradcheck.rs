@@ -1,0 +1,131 @@
+//! Finite-difference gradient checking.
+//!
+//! For a function `f` of several tensors, [`check_gradients`] compares the
+//! tape's vector-Jacobian product with central differences. A fixed random
+//! cotangent `r` (same shape as the output) turns any output into the scalar
+//! `s(θ) = Σ r ⊙ f(θ)`, accumulated in `f64`; then for every input element
+//!
+//! ```text
+//! numeric = (s(θ + ε eᵢ) − s(θ − ε eᵢ)) / 2ε        analytic = (Jᵀ r)ᵢ from backward
+//! ```
+//!
+//! and the check passes when `|analytic − numeric| ≤ atol + rtol·|numeric|`
+//! for every element. The engine computes in `f32`, so the defaults are
+//! `ε = 1e-2`, `atol = 1e-2·scale`, `rtol = 1e-2` where `scale` is the largest
+//! numeric derivative (at least 1): float roundoff in `s` is about
+//! `1e-7·|s|/ε`, far below that, while a wrong rule is off by O(1).
+
+use bregman_tensor::Tensor;
+
+use crate::{Tape, Var};
+
+/// Tolerances of a gradient check.
+#[derive(Debug, Clone, Copy)]
+pub struct GradCheck {
+    /// Finite-difference step.
+    pub eps: f32,
+    /// Absolute tolerance, relative to the largest numeric derivative (≥ 1).
+    pub atol: f64,
+    /// Relative tolerance per element.
+    pub rtol: f64,
+}
+
+impl Default for GradCheck {
+    fn default() -> Self {
+        GradCheck {
+            eps: 1e-2,
+            atol: 1e-2,
+            rtol: 1e-2,
+        }
+    }
+}
+
+/// Deterministic pseudo-random values in `[-1, 1)` (xorshift), for cotangents.
+fn cotangent(shape: &[usize], seed: u64) -> Tensor {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    Tensor::from_fn(shape, |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+}
+
+fn weighted_sum(y: &Tensor, r: &Tensor) -> f64 {
+    y.data()
+        .iter()
+        .zip(r.data())
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum()
+}
+
+impl GradCheck {
+    /// Checks the gradients of `f` with respect to every tensor in `inputs`.
+    ///
+    /// **Errors** with a description of the first mismatching element.
+    pub fn check<F>(&self, inputs: &[Tensor], f: F) -> Result<(), String>
+    where
+        F: for<'t> Fn(&mut Tape<'t>, &[Var]) -> Var,
+    {
+        // Analytic: one backward pass with cotangent r.
+        let mut tape = Tape::new();
+        let vars: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+        let out = f(&mut tape, &vars);
+        let r = cotangent(tape.value(out).shape(), 0x5eed);
+        tape.backward_with(out, r.clone());
+        let analytic: Vec<Tensor> = vars
+            .iter()
+            .zip(inputs)
+            .map(|(&v, t)| {
+                tape.grad(v)
+                    .cloned()
+                    .unwrap_or_else(|| Tensor::zeros(t.shape()))
+            })
+            .collect();
+        drop(tape);
+
+        let eval = |xs: &[Tensor]| -> f64 {
+            let mut tape = Tape::new();
+            let vars: Vec<Var> = xs.iter().map(|t| tape.constant(t.clone())).collect();
+            let out = f(&mut tape, &vars);
+            weighted_sum(tape.value(out), &r)
+        };
+        let mut numeric: Vec<Vec<f64>> = Vec::new();
+        let mut xs = inputs.to_vec();
+        for k in 0..inputs.len() {
+            let mut nk = Vec::with_capacity(inputs[k].len());
+            for i in 0..inputs[k].len() {
+                let orig = xs[k].data()[i];
+                xs[k].data_mut()[i] = orig + self.eps;
+                let plus = eval(&xs);
+                xs[k].data_mut()[i] = orig - self.eps;
+                let minus = eval(&xs);
+                xs[k].data_mut()[i] = orig;
+                nk.push((plus - minus) / (2.0 * self.eps as f64));
+            }
+            numeric.push(nk);
+        }
+        let scale = numeric.iter().flatten().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (k, (a, n)) in analytic.iter().zip(&numeric).enumerate() {
+            for (i, (&av, &nv)) in a.data().iter().zip(n).enumerate() {
+                let err = (av as f64 - nv).abs();
+                if err > self.atol * scale + self.rtol * nv.abs() || !av.is_finite() {
+                    return Err(format!(
+                        "input {k} element {i}: analytic {av} vs numeric {nv} (|diff| {err:.3e}, scale {scale:.3e})"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`GradCheck::check`] with default tolerances.
+///
+/// **Errors** with a description of the first mismatching element.
+pub fn check_gradients<F>(inputs: &[Tensor], f: F) -> Result<(), String>
+where
+    F: for<'t> Fn(&mut Tape<'t>, &[Var]) -> Var,
+{
+    GradCheck::default().check(inputs, f)
+}

@@ -1,0 +1,35 @@
+//! Addition with NumPy broadcasting: `y = a + b`.
+//! `∂y/∂a = 1`, `∂y/∂b = 1`; a broadcast operand receives the output gradient
+//! summed over the broadcast axes.
+
+use bregman_tensor::Tensor;
+
+use crate::{Backward, Tape, Var};
+
+struct AddBackward;
+
+impl Backward for AddBackward {
+    fn backward(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
+        inputs
+            .iter()
+            .zip(needs)
+            .map(|(x, &need)| need.then(|| grad.sum_to_shape(x.shape())))
+            .collect()
+    }
+}
+
+impl<'a> Tape<'a> {
+    /// `a + b` with broadcasting.
+    ///
+    /// **Panics** if the shapes do not broadcast.
+    pub fn add(&mut self, a: Var, b: Var) -> Var {
+        let y = self.value(a).broadcast_add(self.value(b));
+        self.push(y, &[a, b], AddBackward)
+    }
+}

@@ -1,0 +1,152 @@
+//! Forward values and gradients against hand-computed results.
+
+use bregman_autodiff::ops;
+use bregman_autodiff::{Conv2dSpec, Tape};
+use bregman_tensor::Tensor;
+
+fn t(shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::from_vec(shape, v.to_vec()).unwrap()
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= tol, "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn linear_forward_and_backward_by_hand() {
+    // x = [[1, 2]], W = [[1, 0], [0, 1], [1, 1]], b = [0.5, 0, -1]  → y = [1.5, 2, 2]
+    let w = t(&[3, 2], &[1., 0., 0., 1., 1., 1.]);
+    let b = t(&[3], &[0.5, 0., -1.]);
+    let mut tape = Tape::new();
+    let x = tape.leaf(t(&[1, 2], &[1., 2.]));
+    let (wv, bv) = (tape.param(&w), tape.param(&b));
+    let y = tape.linear(x, wv, Some(bv));
+    assert_eq!(tape.value(y).data(), &[1.5, 2., 2.]);
+    let s = tape.sum(y);
+    tape.backward(s);
+    // ∂Σy/∂W = 1ᵀx: every row is x; ∂/∂b = 1; ∂/∂x = column sums of W = [2, 2].
+    assert_eq!(tape.grad_of(&w).unwrap().data(), &[1., 2., 1., 2., 1., 2.]);
+    assert_eq!(tape.grad_of(&b).unwrap().data(), &[1., 1., 1.]);
+    assert_eq!(tape.grad(x).unwrap().data(), &[2., 2.]);
+}
+
+#[test]
+fn shared_parameter_accumulates() {
+    // y = w·w (same tensor bound twice) → dy/dw = 2w.
+    let w = t(&[1], &[3.0]);
+    let mut tape = Tape::new();
+    let a = tape.param(&w);
+    let b = tape.param(&w);
+    assert_eq!(a, b);
+    let y = tape.mul(a, b);
+    let s = tape.sum(y);
+    tape.backward(s);
+    assert_eq!(tape.take_grad_of(&w).unwrap().data(), &[6.0]);
+}
+
+#[test]
+fn cross_entropy_by_hand() {
+    // Logits [0, ln 3] for label 1: softmax = [1/4, 3/4], loss = −ln(3/4).
+    let z = t(&[1, 2], &[0.0, 3f32.ln()]);
+    let (loss, probs) = ops::cross_entropy::forward(&z, &[1]);
+    close(&[loss], &[-(0.75f32).ln()], 1e-6);
+    close(probs.data(), &[0.25, 0.75], 1e-6);
+    // Huge logits stay finite (max subtracted).
+    let (loss, _) = ops::cross_entropy::forward(&t(&[1, 2], &[1000.0, -1000.0]), &[1]);
+    close(&[loss], &[2000.0], 1e-2);
+}
+
+#[test]
+fn mse_by_hand() {
+    assert_eq!(
+        ops::mse::forward(&t(&[2], &[1., 3.]), &t(&[2], &[0., 1.])),
+        2.5
+    );
+}
+
+#[test]
+fn conv2d_by_hand() {
+    // 1×1×3×3 input, one 2×2 kernel of ones, bias 1: window sums + 1.
+    let x = t(&[1, 1, 3, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+    let w = Tensor::full(&[1, 1, 2, 2], 1.0);
+    let b = t(&[1], &[1.0]);
+    let y = ops::conv2d::forward(
+        &x,
+        &w,
+        Some(&b),
+        Conv2dSpec {
+            stride: 1,
+            padding: 0,
+        },
+    );
+    assert_eq!(y.shape(), [1, 1, 2, 2]);
+    assert_eq!(y.data(), &[13., 17., 25., 29.]);
+    // Two output channels see the input in the right order (channel-major result).
+    let w2 = t(&[2, 1, 1, 1], &[1., -1.]);
+    let y2 = ops::conv2d::forward(
+        &x,
+        &w2,
+        None,
+        Conv2dSpec {
+            stride: 2,
+            padding: 0,
+        },
+    );
+    assert_eq!(y2.shape(), [1, 2, 2, 2]);
+    assert_eq!(y2.data(), &[1., 3., 7., 9., -1., -3., -7., -9.]);
+}
+
+#[test]
+fn batchnorm_normalises_each_channel() {
+    // Channel 0 values {1, 3} (mean 2, var 1), channel 1 values {10, 10} (var 0).
+    let x = t(&[2, 2, 1, 1], &[1., 10., 3., 10.]);
+    let g = t(&[2], &[2., 1.]);
+    let b = t(&[2], &[0.5, -1.]);
+    let mut tape = Tape::new();
+    let xv = tape.constant(x);
+    let (gv, bv) = (tape.param(&g), tape.param(&b));
+    let (y, stats) = tape.batchnorm(xv, gv, bv, 1e-5);
+    assert_eq!(stats.mean, vec![2., 10.]);
+    assert_eq!(stats.var, vec![1., 0.]);
+    let s = 1.0 / (1.0f32 + 1e-5).sqrt();
+    close(
+        tape.value(y).data(),
+        &[0.5 - 2. * s, -1., 0.5 + 2. * s, -1.],
+        1e-5,
+    );
+}
+
+#[test]
+fn activations_by_hand() {
+    let x = t(&[3], &[-1., 0., 2.]);
+    let mut tape = Tape::new();
+    let v = tape.leaf(x);
+    let r = tape.relu(v);
+    assert_eq!(tape.value(r).data(), &[0., 0., 2.]);
+    let s = tape.sigmoid(v);
+    close(
+        tape.value(s).data(),
+        &[0.268_941_42, 0.5, 0.880_797_1],
+        1e-6,
+    );
+    let th = tape.tanh(v);
+    close(
+        tape.value(th).data(),
+        &[-0.761_594_2, 0., 0.964_027_6],
+        1e-6,
+    );
+}
+
+#[test]
+fn no_gradient_recorded_for_constants_only() {
+    let mut tape = Tape::new();
+    let a = tape.constant(t(&[2], &[1., 2.]));
+    let b = tape.relu(a);
+    assert!(!tape.requires_grad(b));
+    let s = tape.sum(b);
+    tape.backward(s);
+    assert!(tape.grad(a).is_none());
+}

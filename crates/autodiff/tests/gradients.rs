@@ -1,0 +1,308 @@
+//! A finite-difference gradient check for every differentiable op (see
+//! `gradcheck.rs` for the method and tolerances), plus one composite network.
+
+use bregman_autodiff::{check_gradients, Backward, Conv2dSpec, GradCheck, Tape, Var};
+use bregman_tensor::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Tensor::from_fn(shape, |_| rng.gen_range(-1.0f32..1.0))
+}
+
+/// Values bounded away from 0 (for ReLU's kink) and pairwise distinct enough
+/// that a ±ε step never changes a max-pool winner.
+fn distinct_tensor(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.gen_range(0..=i));
+    }
+    // Spacing 0.1 between neighbours (ε = 1e-2), and never within 0.05 of 0.
+    Tensor::from_fn(shape, |i| (order[i] as f32 - n as f32 / 2.0) * 0.1 + 0.05)
+}
+
+fn ok(r: Result<(), String>) {
+    if let Err(e) = r {
+        panic!("gradient check failed: {e}");
+    }
+}
+
+#[test]
+fn add_broadcast() {
+    ok(check_gradients(
+        &[rand_tensor(&[3, 4], 1), rand_tensor(&[4], 2)],
+        |t, v| t.add(v[0], v[1]),
+    ));
+    ok(check_gradients(
+        &[rand_tensor(&[2, 3, 2, 2], 3), rand_tensor(&[3, 1, 1], 4)],
+        |t, v| t.add(v[0], v[1]),
+    ));
+}
+
+#[test]
+fn sub_broadcast() {
+    ok(check_gradients(
+        &[rand_tensor(&[3, 4], 5), rand_tensor(&[1, 4], 6)],
+        |t, v| t.sub(v[0], v[1]),
+    ));
+}
+
+#[test]
+fn mul_broadcast() {
+    ok(check_gradients(
+        &[rand_tensor(&[3, 4], 7), rand_tensor(&[3, 4], 8)],
+        |t, v| t.mul(v[0], v[1]),
+    ));
+    ok(check_gradients(
+        &[rand_tensor(&[3, 4], 9), rand_tensor(&[4], 10)],
+        |t, v| t.mul(v[0], v[1]),
+    ));
+}
+
+#[test]
+fn scale() {
+    ok(check_gradients(&[rand_tensor(&[5], 11)], |t, v| {
+        t.scale(v[0], -2.5)
+    }));
+}
+
+#[test]
+fn matmul() {
+    ok(check_gradients(
+        &[rand_tensor(&[3, 5], 12), rand_tensor(&[5, 4], 13)],
+        |t, v| t.matmul(v[0], v[1]),
+    ));
+}
+
+#[test]
+fn linear_with_and_without_bias() {
+    let x = rand_tensor(&[4, 6], 14);
+    let w = rand_tensor(&[3, 6], 15);
+    let b = rand_tensor(&[3], 16);
+    ok(check_gradients(&[x.clone(), w.clone(), b], |t, v| {
+        t.linear(v[0], v[1], Some(v[2]))
+    }));
+    ok(check_gradients(&[x, w], |t, v| t.linear(v[0], v[1], None)));
+}
+
+#[test]
+fn relu() {
+    ok(check_gradients(&[distinct_tensor(&[4, 5], 17)], |t, v| {
+        t.relu(v[0])
+    }));
+}
+
+#[test]
+fn sigmoid() {
+    ok(check_gradients(
+        &[rand_tensor(&[4, 5], 18).scale(3.0)],
+        |t, v| t.sigmoid(v[0]),
+    ));
+}
+
+#[test]
+fn tanh() {
+    ok(check_gradients(
+        &[rand_tensor(&[4, 5], 19).scale(2.0)],
+        |t, v| t.tanh(v[0]),
+    ));
+}
+
+#[test]
+fn reshape_and_flatten() {
+    ok(check_gradients(
+        &[rand_tensor(&[2, 3, 2, 2], 20)],
+        |t, v| t.flatten(v[0]),
+    ));
+    ok(check_gradients(&[rand_tensor(&[6, 4], 21)], |t, v| {
+        let r = t.reshape(v[0], &[3, 8]);
+        // Something position-dependent after the reshape.
+        let w = t.constant(rand_tensor(&[3, 8], 22));
+        t.mul(r, w)
+    }));
+}
+
+#[test]
+fn conv2d_stride1_with_bias() {
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 0,
+    };
+    ok(check_gradients(
+        &[
+            rand_tensor(&[2, 3, 6, 5], 23),
+            rand_tensor(&[4, 3, 3, 3], 24),
+            rand_tensor(&[4], 25),
+        ],
+        |t, v| t.conv2d(v[0], v[1], Some(v[2]), spec),
+    ));
+}
+
+#[test]
+fn conv2d_stride2_padding1() {
+    let spec = Conv2dSpec {
+        stride: 2,
+        padding: 1,
+    };
+    ok(check_gradients(
+        &[
+            rand_tensor(&[2, 2, 7, 6], 26),
+            rand_tensor(&[3, 2, 3, 3], 27),
+        ],
+        |t, v| t.conv2d(v[0], v[1], None, spec),
+    ));
+}
+
+#[test]
+fn conv2d_1x1_stride2() {
+    let spec = Conv2dSpec {
+        stride: 2,
+        padding: 0,
+    };
+    ok(check_gradients(
+        &[
+            rand_tensor(&[2, 3, 4, 4], 28),
+            rand_tensor(&[5, 3, 1, 1], 29),
+        ],
+        |t, v| t.conv2d(v[0], v[1], None, spec),
+    ));
+}
+
+#[test]
+fn maxpool2d() {
+    ok(check_gradients(
+        &[distinct_tensor(&[2, 3, 4, 6], 30)],
+        |t, v| t.maxpool2d(v[0], 2, 2),
+    ));
+    // Overlapping windows (kernel 3, stride 1) route several outputs to one input.
+    ok(check_gradients(
+        &[distinct_tensor(&[1, 2, 5, 5], 31)],
+        |t, v| t.maxpool2d(v[0], 3, 1),
+    ));
+}
+
+#[test]
+fn global_avg_pool() {
+    ok(check_gradients(
+        &[rand_tensor(&[2, 3, 3, 2], 32)],
+        |t, v| t.global_avg_pool(v[0]),
+    ));
+}
+
+#[test]
+fn batchnorm_train_mode_4d_and_2d() {
+    let check = GradCheck {
+        eps: 1e-2,
+        atol: 2e-2,
+        rtol: 2e-2,
+    };
+    ok(check.check(
+        &[
+            rand_tensor(&[3, 2, 3, 3], 33).scale(2.0),
+            rand_tensor(&[2], 34),
+            rand_tensor(&[2], 35),
+        ],
+        |t, v| t.batchnorm(v[0], v[1], v[2], 1e-5).0,
+    ));
+    ok(check.check(
+        &[
+            rand_tensor(&[6, 3], 36),
+            rand_tensor(&[3], 37),
+            rand_tensor(&[3], 38),
+        ],
+        |t, v| t.batchnorm(v[0], v[1], v[2], 1e-5).0,
+    ));
+}
+
+#[test]
+fn cross_entropy() {
+    let labels = [2usize, 0, 4, 1];
+    ok(check_gradients(
+        &[rand_tensor(&[4, 5], 39).scale(3.0)],
+        |t, v| t.cross_entropy(v[0], &labels),
+    ));
+}
+
+#[test]
+fn mse() {
+    let target = rand_tensor(&[3, 4], 40);
+    ok(check_gradients(&[rand_tensor(&[3, 4], 41)], move |t, v| {
+        t.mse(v[0], target.clone())
+    }));
+}
+
+#[test]
+fn sum_and_mean() {
+    ok(check_gradients(&[rand_tensor(&[3, 4], 42)], |t, v| {
+        t.sum(v[0])
+    }));
+    ok(check_gradients(&[rand_tensor(&[3, 4], 43)], |t, v| {
+        t.mean(v[0])
+    }));
+}
+
+#[test]
+fn composite_small_convnet() {
+    // conv → batchnorm → relu → maxpool → flatten → linear → tanh/sigmoid mix → cross-entropy,
+    // with a weight used twice (shared parameter accumulates both paths).
+    let labels = [1usize, 0, 2];
+    let inputs = [
+        rand_tensor(&[3, 2, 6, 6], 44),
+        rand_tensor(&[4, 2, 3, 3], 45),
+        rand_tensor(&[4], 46),
+        rand_tensor(&[4], 47),
+        rand_tensor(&[3, 16], 48),
+        rand_tensor(&[3], 49),
+    ];
+    let check = GradCheck {
+        eps: 1e-2,
+        atol: 2e-2,
+        rtol: 2e-2,
+    };
+    ok(check.check(&inputs, |t, v| {
+        let c = t.conv2d(
+            v[0],
+            v[1],
+            None,
+            Conv2dSpec {
+                stride: 1,
+                padding: 1,
+            },
+        );
+        let (b, _) = t.batchnorm(c, v[2], v[3], 1e-5);
+        let r = t.relu(b);
+        let p = t.maxpool2d(r, 3, 3);
+        let f = t.flatten(p);
+        let z = t.linear(f, v[4], Some(v[5]));
+        let s = t.sigmoid(z);
+        let th = t.tanh(z);
+        let zz = t.add(s, th);
+        let z2 = t.add(zz, v[5]);
+        t.cross_entropy(z2, &labels)
+    }));
+}
+
+/// The harness must be able to fail: a rule that is off by a factor 2 is caught.
+#[test]
+fn harness_catches_a_wrong_rule() {
+    struct WrongDouble;
+    impl Backward for WrongDouble {
+        fn backward(
+            &self,
+            _: &[&Tensor],
+            _: &Tensor,
+            g: &Tensor,
+            _: &[bool],
+        ) -> Vec<Option<Tensor>> {
+            vec![Some(g.scale(4.0))] // the derivative of 2x is 2, not 4
+        }
+    }
+    let r = check_gradients(&[rand_tensor(&[3], 50)], |t: &mut Tape, v: &[Var]| {
+        let y = t.value(v[0]).scale(2.0);
+        t.push(y, &[v[0]], WrongDouble)
+    });
+    assert!(r.is_err(), "a wrong backward rule passed the check");
+}

@@ -1,0 +1,298 @@
+//! `im2col` / `col2im`: turning a 2-D convolution into one GEMM.
+//!
+//! For an input `x` of shape `[N, C, H, W]` and a `kh×kw` kernel, `im2col` builds
+//! the *pixel-major* matrix `cols[(n, oy, ox), (c, ky, kx)]` of shape
+//! `[N·OH·OW, C·kh·kw]`; the convolution is then `cols · Wᵀ` with the weight
+//! viewed as `[OC, C·kh·kw]`. `col2im` is the adjoint (it scatter-adds columns
+//! back into an image) and gives the input gradient.
+//!
+//! Both run in parallel over images; each image is written by one task in a
+//! fixed order, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use crate::{Tensor, TensorError};
+
+/// Shapes of one 2-D convolution or pooling window sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (both directions).
+    pub stride: usize,
+    /// Zero padding (both directions, both sides).
+    pub pad: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl ConvGeometry {
+    /// Geometry of sweeping a `kh×kw` window over an NCHW input of `shape`.
+    ///
+    /// **Errors** if `shape` is not 4-D, the stride is 0, or the window does not
+    /// fit into the padded input.
+    pub fn new(
+        shape: &[usize],
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self, TensorError> {
+        let bad = || TensorError::ShapeMismatch {
+            op: "conv geometry (input NCHW vs kernel)",
+            lhs: shape.to_vec(),
+            rhs: vec![kh, kw],
+        };
+        if shape.len() != 4 || stride == 0 || kh == 0 || kw == 0 {
+            return Err(bad());
+        }
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+        if h + 2 * pad < kh || w + 2 * pad < kw {
+            return Err(bad());
+        }
+        let oh = (h + 2 * pad - kh) / stride + 1;
+        let ow = (w + 2 * pad - kw) / stride + 1;
+        Ok(ConvGeometry {
+            n,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            stride,
+            pad,
+            oh,
+            ow,
+        })
+    }
+
+    /// Length of one `im2col` row: `C·kh·kw`.
+    pub fn patch_len(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output pixels per image: `OH·OW`.
+    pub fn out_pixels(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Input row `iy` read by output row `oy` at kernel row `ky`, if inside the image.
+    #[inline]
+    fn in_y(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.pad)
+            .filter(|&y| y < self.h)
+    }
+
+    #[inline]
+    fn in_x(&self, ox: usize, kx: usize) -> Option<usize> {
+        (ox * self.stride + kx)
+            .checked_sub(self.pad)
+            .filter(|&x| x < self.w)
+    }
+}
+
+/// Unfolds `x` (`[N, C, H, W]`) into `[N·OH·OW, C·kh·kw]` (see the module docs).
+///
+/// **Panics** if `x`'s shape is not the geometry's input shape.
+pub fn im2col(x: &Tensor, g: &ConvGeometry) -> Tensor {
+    assert_eq!(
+        x.shape(),
+        [g.n, g.c, g.h, g.w],
+        "im2col: input shape vs geometry"
+    );
+    let (pl, img) = (g.patch_len(), g.c * g.h * g.w);
+    let mut cols = Tensor::zeros(&[g.n * g.out_pixels(), pl]);
+    let per_image = g.out_pixels() * pl;
+    if per_image == 0 {
+        return cols;
+    }
+    let xd = x.data();
+    cols.data_mut()
+        .par_chunks_mut(per_image)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let xi = &xd[i * img..(i + 1) * img];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = &mut out[(oy * g.ow + ox) * pl..][..pl];
+                    for ch in 0..g.c {
+                        for ky in 0..g.kh {
+                            let dst = &mut row[(ch * g.kh + ky) * g.kw..][..g.kw];
+                            match g.in_y(oy, ky) {
+                                None => dst.fill(0.0),
+                                Some(iy) => {
+                                    let src = &xi[(ch * g.h + iy) * g.w..][..g.w];
+                                    for (kx, d) in dst.iter_mut().enumerate() {
+                                        *d = g.in_x(ox, kx).map_or(0.0, |ix| src[ix]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    cols
+}
+
+/// Folds `[N·OH·OW, C·kh·kw]` columns back into an `[N, C, H, W]` image,
+/// summing overlapping contributions: the adjoint of [`im2col`].
+///
+/// **Panics** if `cols` does not have the geometry's column shape.
+pub fn col2im(cols: &Tensor, g: &ConvGeometry) -> Tensor {
+    let pl = g.patch_len();
+    assert_eq!(
+        cols.shape(),
+        [g.n * g.out_pixels(), pl],
+        "col2im: columns shape vs geometry"
+    );
+    let img = g.c * g.h * g.w;
+    let mut x = Tensor::zeros(&[g.n, g.c, g.h, g.w]);
+    if img == 0 || pl == 0 {
+        return x;
+    }
+    let per_image = g.out_pixels() * pl;
+    let cd = cols.data();
+    x.data_mut()
+        .par_chunks_mut(img)
+        .enumerate()
+        .for_each(|(i, xi)| {
+            let ci = &cd[i * per_image..(i + 1) * per_image];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = &ci[(oy * g.ow + ox) * pl..][..pl];
+                    for ch in 0..g.c {
+                        for ky in 0..g.kh {
+                            let Some(iy) = g.in_y(oy, ky) else { continue };
+                            let src = &row[(ch * g.kh + ky) * g.kw..][..g.kw];
+                            let dst = &mut xi[(ch * g.h + iy) * g.w..][..g.w];
+                            for (kx, &s) in src.iter().enumerate() {
+                                if let Some(ix) = g.in_x(ox, kx) {
+                                    dst[ix] += s;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    x
+}
+
+/// `[N, P, C]` (pixel-major, the GEMM output) to `[N, C, P]` (NCHW with `P = H·W`).
+///
+/// **Panics** if `x.len() != n·p·c`.
+pub fn pixels_to_channels(x: &[f32], n: usize, p: usize, c: usize) -> Vec<f32> {
+    transpose_per_image(x, n, p, c)
+}
+
+/// `[N, C, P]` (NCHW) to `[N, P, C]` (pixel-major).
+///
+/// **Panics** if `x.len() != n·c·p`.
+pub fn channels_to_pixels(x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
+    transpose_per_image(x, n, c, p)
+}
+
+/// Transposes each of `n` row-major `[r, s]` matrices to `[s, r]`.
+fn transpose_per_image(x: &[f32], n: usize, r: usize, s: usize) -> Vec<f32> {
+    assert_eq!(x.len(), n * r * s, "transpose: length");
+    let mut out = vec![0.0f32; x.len()];
+    let per = r * s;
+    if per == 0 {
+        return out;
+    }
+    out.par_chunks_mut(per)
+        .zip(x.par_chunks(per))
+        .for_each(|(o, xi)| {
+            // Blocked to stay in cache for large planes.
+            const B: usize = 32;
+            for r0 in (0..r).step_by(B) {
+                for s0 in (0..s).step_by(B) {
+                    for i in r0..(r0 + B).min(r) {
+                        for j in s0..(s0 + B).min(s) {
+                            o[j * r + i] = xi[i * s + j];
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn im2col_hand_example() {
+        // 1 image, 1 channel, 3x3, kernel 2x2, stride 1, no padding -> 4 patches.
+        let x = Tensor::from_vec(&[1, 1, 3, 3], (1..=9).map(|v| v as f32).collect()).unwrap();
+        let g = ConvGeometry::new(x.shape(), 2, 2, 1, 0).unwrap();
+        let cols = im2col(&x, &g);
+        assert_eq!(cols.shape(), [4, 4]);
+        assert_eq!(
+            cols.data(),
+            &[1., 2., 4., 5., 2., 3., 5., 6., 4., 5., 7., 8., 5., 6., 8., 9.]
+        );
+    }
+
+    #[test]
+    fn padding_and_stride() {
+        // 1x1x2x2 input, 3x3 kernel, pad 1, stride 2 -> 1x1 output centred at (0,0).
+        let x = Tensor::from_vec(&[1, 1, 2, 2], vec![1., 2., 3., 4.]).unwrap();
+        let g = ConvGeometry::new(x.shape(), 3, 3, 2, 1).unwrap();
+        assert_eq!((g.oh, g.ow), (1, 1));
+        let cols = im2col(&x, &g);
+        assert_eq!(cols.data(), &[0., 0., 0., 0., 1., 2., 0., 3., 4.]);
+    }
+
+    #[test]
+    fn col2im_is_adjoint_of_im2col() {
+        // <im2col(x), y> == <x, col2im(y)> for random x, y.
+        let x = Tensor::from_fn(&[2, 3, 5, 4], |i| ((i * 37 % 11) as f32) - 5.0);
+        let g = ConvGeometry::new(x.shape(), 3, 3, 2, 1).unwrap();
+        let cols = im2col(&x, &g);
+        let y = Tensor::from_fn(cols.shape(), |i| ((i * 13 % 7) as f32) - 3.0);
+        let lhs: f64 = cols
+            .data()
+            .iter()
+            .zip(y.data())
+            .map(|(a, b)| (a * b) as f64)
+            .sum();
+        let back = col2im(&y, &g);
+        let rhs: f64 = x
+            .data()
+            .iter()
+            .zip(back.data())
+            .map(|(a, b)| (a * b) as f64)
+            .sum();
+        assert!((lhs - rhs).abs() < 1e-6, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn geometry_rejects_oversized_kernel() {
+        assert!(ConvGeometry::new(&[1, 1, 2, 2], 5, 5, 1, 0).is_err());
+        assert!(ConvGeometry::new(&[1, 2, 2], 1, 1, 1, 0).is_err());
+    }
+
+    #[test]
+    fn transposes_round_trip() {
+        let x: Vec<f32> = (0..2 * 3 * 40).map(|v| v as f32).collect();
+        let t = pixels_to_channels(&x, 2, 40, 3);
+        assert_eq!(t[1], x[3]); // image 0, channel 0, pixel 1
+        assert_eq!(channels_to_pixels(&t, 2, 3, 40), x);
+    }
+}

@@ -1,0 +1,338 @@
+//! Matrix multiplication: the one place the engine calls a GEMM kernel.
+//!
+//! [`gemm`] computes `C ← A·B` or `C ← C + A·B` where `A` and `B` may each be
+//! read transposed *without copying*: a transposed operand is the same row-major
+//! buffer read with swapped strides, handed to `matrixmultiply::sgemm`.
+//!
+//! Parallelism: the output is split into blocks of rows (or of columns, whichever
+//! dimension is larger) and each block is one single-threaded `sgemm` call on a
+//! rayon worker. `sgemm` accumulates every `C[i][j]` over `k` in an order that
+//! depends only on `K` (its `k`-blocking), never on where the `M`/`N` split falls,
+//! so the result is bitwise the same for any split and any thread count; the test
+//! `split_does_not_change_bits` checks this.
+
+use rayon::prelude::*;
+
+use crate::Tensor;
+
+/// Work (in multiply-adds) below which a product is not split across threads.
+const MIN_MACS_PER_BLOCK: usize = 1 << 18;
+
+/// Row/column blocks are rounded to a multiple of this (a micro-kernel tile).
+const ALIGN: usize = 16;
+
+/// A raw pointer that may cross to a rayon worker; each block writes a disjoint
+/// part of `C`.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// Going through a method makes closures capture the whole (Send) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `C[m×n] ← op(A)·op(B)` (or `C += op(A)·op(B)` when `accumulate`).
+///
+/// `op(A)` is `m×k`: `A` is stored row-major as `[m, k]`, or as `[k, m]` when
+/// `trans_a`. Likewise `op(B)` is `k×n`, stored `[k, n]`, or `[n, k]` when `trans_b`.
+/// `C` is row-major `[m, n]`.
+///
+/// **Panics** if a slice is shorter than its matrix.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let blocks = default_blocks(m, k, n);
+    gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, blocks);
+}
+
+/// How many blocks a product is split into: one per thread, but none smaller
+/// than [`MIN_MACS_PER_BLOCK`] multiply-adds.
+fn default_blocks(m: usize, k: usize, n: usize) -> usize {
+    let macs = m.saturating_mul(k).saturating_mul(n);
+    let by_work = (macs / MIN_MACS_PER_BLOCK).max(1);
+    by_work.min(rayon::current_num_threads()).max(1)
+}
+
+/// [`gemm`] with an explicit number of blocks (exposed for the split-invariance test).
+#[allow(clippy::too_many_arguments)]
+#[doc(hidden)]
+pub fn gemm_blocks(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+    blocks: usize,
+) {
+    assert!(
+        a.len() >= m * k,
+        "gemm: A has {} values, needs {m}x{k}",
+        a.len()
+    );
+    assert!(
+        b.len() >= k * n,
+        "gemm: B has {} values, needs {k}x{n}",
+        b.len()
+    );
+    assert!(
+        c.len() >= m * n,
+        "gemm: C has {} values, needs {m}x{n}",
+        c.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (rsa, csa) = if trans_a {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (rsb, csb) = if trans_b {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let split_rows = m >= n;
+    let dim = if split_rows { m } else { n };
+    let blocks = blocks.clamp(1, dim.div_ceil(ALIGN).max(1));
+    let size = dim.div_ceil(blocks).div_ceil(ALIGN) * ALIGN;
+    let cp = SendPtr(c.as_mut_ptr());
+    let (ap, bp) = (a.as_ptr() as usize, b.as_ptr() as usize);
+    let run = |start: usize| {
+        let len = size.min(dim - start);
+        let (ap, bp) = (ap as *const f32, bp as *const f32);
+        // SAFETY: the asserts above bound every index sgemm touches; blocks
+        // write disjoint rows (or columns) of C.
+        unsafe {
+            if split_rows {
+                matrixmultiply::sgemm(
+                    len,
+                    k,
+                    n,
+                    1.0,
+                    ap.offset(start as isize * rsa),
+                    rsa,
+                    csa,
+                    bp,
+                    rsb,
+                    csb,
+                    beta,
+                    cp.get().add(start * n),
+                    n as isize,
+                    1,
+                );
+            } else {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    len,
+                    1.0,
+                    ap,
+                    rsa,
+                    csa,
+                    bp.offset(start as isize * csb),
+                    rsb,
+                    csb,
+                    beta,
+                    cp.get().add(start),
+                    n as isize,
+                    1,
+                );
+            }
+        }
+    };
+    let starts: Vec<usize> = (0..dim).step_by(size).collect();
+    if starts.len() == 1 {
+        run(0);
+    } else {
+        starts.into_par_iter().for_each(run);
+    }
+}
+
+/// Matrix product of 2-D tensors: `op(a) · op(b)`, `op` transposing when asked.
+///
+/// **Panics** if either tensor is not 2-D or the inner dimensions differ.
+pub fn matmul(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> Tensor {
+    let (m, k, n) = matmul_dims(a, trans_a, b, trans_b);
+    let mut c = Tensor::zeros(&[m, n]);
+    gemm(
+        m,
+        k,
+        n,
+        a.data(),
+        trans_a,
+        b.data(),
+        trans_b,
+        c.data_mut(),
+        false,
+    );
+    c
+}
+
+/// `c ← op(a)·op(b)`, or `c += op(a)·op(b)` when `accumulate` (gradient accumulation).
+///
+/// **Panics** on any shape mismatch.
+pub fn matmul_into(
+    a: &Tensor,
+    trans_a: bool,
+    b: &Tensor,
+    trans_b: bool,
+    c: &mut Tensor,
+    accumulate: bool,
+) {
+    let (m, k, n) = matmul_dims(a, trans_a, b, trans_b);
+    assert!(
+        c.shape() == [m, n],
+        "matmul_into: output {:?} but product is [{m}, {n}]",
+        c.shape()
+    );
+    gemm(
+        m,
+        k,
+        n,
+        a.data(),
+        trans_a,
+        b.data(),
+        trans_b,
+        c.data_mut(),
+        accumulate,
+    );
+}
+
+fn matmul_dims(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> (usize, usize, usize) {
+    assert!(
+        a.ndim() == 2 && b.ndim() == 2,
+        "matmul: expected 2-D operands, got {:?} and {:?}",
+        a.shape(),
+        b.shape()
+    );
+    let (m, ka) = if trans_a {
+        (a.dim(1), a.dim(0))
+    } else {
+        (a.dim(0), a.dim(1))
+    };
+    let (kb, n) = if trans_b {
+        (b.dim(1), b.dim(0))
+    } else {
+        (b.dim(0), b.dim(1))
+    };
+    assert!(
+        ka == kb,
+        "matmul: inner dimensions differ: {:?}{} x {:?}{}",
+        a.shape(),
+        if trans_a { "ᵀ" } else { "" },
+        b.shape(),
+        if trans_b { "ᵀ" } else { "" }
+    );
+    (m, ka, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                    s += av as f64 * bv as f64;
+                }
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_naive_for_all_transpositions() {
+        let (m, k, n) = (37, 29, 45);
+        let a = pseudo(m * k, 1);
+        let b = pseudo(k * n, 2);
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let mut c = vec![0.0; m * n];
+                gemm(m, k, n, &a, ta, &b, tb, &mut c, false);
+                let r = naive(m, k, n, &a, ta, &b, tb);
+                for (x, y) in c.iter().zip(&r) {
+                    assert!((x - y).abs() < 1e-4, "ta={ta} tb={tb}: {x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accumulate_adds_to_c() {
+        let a = Tensor::from_vec(&[2, 2], vec![1., 2., 3., 4.]).unwrap();
+        let b = Tensor::from_vec(&[2, 2], vec![5., 6., 7., 8.]).unwrap();
+        let mut c = Tensor::full(&[2, 2], 1.0);
+        matmul_into(&a, false, &b, false, &mut c, true);
+        // [1 2;3 4]·[5 6;7 8] = [19 22; 43 50]
+        assert_eq!(c.data(), &[20., 23., 44., 51.]);
+        matmul_into(&a, true, &b, false, &mut c, false);
+        // Aᵀ·B = [1 3;2 4]·[5 6;7 8] = [26 30; 38 44]
+        assert_eq!(c.data(), &[26., 30., 38., 44.]);
+    }
+
+    #[test]
+    fn split_does_not_change_bits() {
+        for &(m, k, n) in &[(300, 517, 70), (64, 300, 400), (129, 1000, 33)] {
+            let a = pseudo(m * k, 3);
+            let b = pseudo(k * n, 4);
+            let mut reference = vec![0.0; m * n];
+            gemm_blocks(m, k, n, &a, false, &b, true, &mut reference, false, 1);
+            for blocks in [2, 3, 5, 8] {
+                let mut c = vec![0.0; m * n];
+                gemm_blocks(m, k, n, &a, false, &b, true, &mut c, false, blocks);
+                assert!(c == reference, "({m},{k},{n}) with {blocks} blocks differs");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "inner dimensions differ")]
+    fn mismatch_panics_with_shapes() {
+        let a = Tensor::zeros(&[2, 3]);
+        let b = Tensor::zeros(&[2, 3]);
+        let _ = matmul(&a, false, &b, false);
+    }
+}

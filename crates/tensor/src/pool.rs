@@ -1,0 +1,166 @@
+//! Max pooling kernels (window maximum with its index) and global average pooling.
+
+use rayon::prelude::*;
+
+use crate::conv::ConvGeometry;
+use crate::Tensor;
+
+/// Max pooling of an NCHW tensor over windows given by `g` (no padding).
+///
+/// Returns the pooled tensor `[N, C, OH, OW]` and, for every output, the flat
+/// index *within its `H×W` plane* of the input that won (first maximum on ties).
+///
+/// **Panics** if `x`'s shape is not the geometry's input shape.
+pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
+    assert_eq!(
+        x.shape(),
+        [g.n, g.c, g.h, g.w],
+        "maxpool2d: input shape vs geometry"
+    );
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
+    let mut out = Tensor::zeros(&[g.n, g.c, g.oh, g.ow]);
+    let mut idx = vec![0u32; g.n * g.c * op];
+    if op == 0 {
+        return (out, idx);
+    }
+    out.data_mut()
+        .par_chunks_mut(op)
+        .zip(idx.par_chunks_mut(op))
+        .zip(x.data().par_chunks(ip))
+        .for_each(|((o, ix), xp)| {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut best = f32::NEG_INFINITY;
+                    let mut arg = 0usize;
+                    let mut first = true;
+                    for ky in 0..g.kh {
+                        let iy = oy * g.stride + ky;
+                        if iy >= g.h {
+                            continue;
+                        }
+                        for kx in 0..g.kw {
+                            let ixx = ox * g.stride + kx;
+                            if ixx >= g.w {
+                                continue;
+                            }
+                            let v = xp[iy * g.w + ixx];
+                            // `!(v <= best)` also lets a NaN win, so NaN propagates.
+                            if first || v > best || v.is_nan() && !best.is_nan() {
+                                best = v;
+                                arg = iy * g.w + ixx;
+                                first = false;
+                            }
+                        }
+                    }
+                    o[oy * g.ow + ox] = best;
+                    ix[oy * g.ow + ox] = arg as u32;
+                }
+            }
+        });
+    (out, idx)
+}
+
+/// Routes an output gradient back to the winning inputs of [`maxpool2d`].
+///
+/// **Panics** if `grad_out` or `idx` do not match the geometry.
+pub fn maxpool2d_backward(grad_out: &Tensor, idx: &[u32], g: &ConvGeometry) -> Tensor {
+    assert_eq!(
+        grad_out.shape(),
+        [g.n, g.c, g.oh, g.ow],
+        "maxpool2d_backward: grad shape"
+    );
+    assert_eq!(
+        idx.len(),
+        grad_out.len(),
+        "maxpool2d_backward: index length"
+    );
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
+    let mut dx = Tensor::zeros(&[g.n, g.c, g.h, g.w]);
+    if op == 0 || ip == 0 {
+        return dx;
+    }
+    dx.data_mut()
+        .par_chunks_mut(ip)
+        .zip(grad_out.data().par_chunks(op))
+        .zip(idx.par_chunks(op))
+        .for_each(|((d, go), ix)| {
+            for (&gv, &i) in go.iter().zip(ix) {
+                d[i as usize] += gv;
+            }
+        });
+    dx
+}
+
+/// Mean over `H×W` of an NCHW tensor: shape `[N, C]`.
+///
+/// **Panics** unless 4-D.
+pub fn global_avg_pool(x: &Tensor) -> Tensor {
+    let (n, c, p) = crate::reduce::nchw_dims("global_avg_pool", x);
+    let d = x.data();
+    let inv = 1.0 / p.max(1) as f32;
+    let out: Vec<f32> = (0..n * c)
+        .map(|i| d[i * p..(i + 1) * p].iter().sum::<f32>() * inv)
+        .collect();
+    Tensor::from_vec(&[n, c], out).expect("n*c values")
+}
+
+/// Gradient of [`global_avg_pool`]: spreads `grad[n, c] / (H·W)` over the plane.
+///
+/// **Panics** if `grad` is not `[N, C]` of `input_shape`.
+pub fn global_avg_pool_backward(grad: &Tensor, input_shape: &[usize]) -> Tensor {
+    assert!(
+        input_shape.len() == 4 && grad.shape() == [input_shape[0], input_shape[1]],
+        "global_avg_pool_backward: grad {:?} for input {:?}",
+        grad.shape(),
+        input_shape
+    );
+    let p = input_shape[2] * input_shape[3];
+    let inv = 1.0 / p.max(1) as f32;
+    let mut dx = Tensor::zeros(input_shape);
+    if p == 0 {
+        return dx;
+    }
+    dx.data_mut()
+        .chunks_mut(p)
+        .zip(grad.data())
+        .for_each(|(plane, &gv)| plane.fill(gv * inv));
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maxpool_hand_example() {
+        let x = Tensor::from_vec(
+            &[1, 1, 4, 4],
+            vec![
+                1., 2., 5., 3., 4., 0., 1., 1., 9., 9., 2., 8., 0., 1., 7., 6.,
+            ],
+        )
+        .unwrap();
+        let g = ConvGeometry::new(x.shape(), 2, 2, 2, 0).unwrap();
+        let (y, idx) = maxpool2d(&x, &g);
+        assert_eq!(y.data(), &[4., 5., 9., 8.]);
+        assert_eq!(idx, vec![4, 2, 8, 11]); // first 9 wins the tie
+        let gy = Tensor::from_vec(&[1, 1, 2, 2], vec![1., 2., 3., 4.]).unwrap();
+        let dx = maxpool2d_backward(&gy, &idx, &g);
+        let mut want = vec![0.0; 16];
+        want[4] = 1.;
+        want[2] = 2.;
+        want[8] = 3.;
+        want[11] = 4.;
+        assert_eq!(dx.data(), want.as_slice());
+    }
+
+    #[test]
+    fn global_avg_pool_values() {
+        let x = Tensor::from_vec(&[1, 2, 1, 2], vec![1., 3., 10., 20.]).unwrap();
+        let y = global_avg_pool(&x);
+        assert_eq!(y.data(), &[2., 15.]);
+        let dx =
+            global_avg_pool_backward(&Tensor::from_vec(&[1, 2], vec![2., 4.]).unwrap(), x.shape());
+        assert_eq!(dx.data(), &[1., 1., 2., 2.]);
+    }
+}

@@ -1,0 +1,69 @@
+//! The same inputs give identical bits on 1 and 2 rayon threads.
+
+use bregman_tensor::pool::maxpool2d;
+use bregman_tensor::{col2im, gemm, im2col, ConvGeometry, Tensor};
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn run_all() -> Vec<Vec<f32>> {
+    let (m, k, n) = (257, 300, 190);
+    let a = values(m * k, 1);
+    let b = values(k * n, 2);
+    let mut c = vec![0.0; m * n];
+    gemm(m, k, n, &a, false, &b, true, &mut c, false);
+    let mut c2 = vec![0.0; n * n];
+    gemm(
+        n,
+        m,
+        n,
+        &values(m * n, 3),
+        true,
+        &values(m * n, 4),
+        false,
+        &mut c2,
+        false,
+    );
+    let x = Tensor::from_vec(&[4, 3, 30, 30], values(4 * 3 * 900, 5)).unwrap();
+    let g = ConvGeometry::new(x.shape(), 3, 3, 2, 1).unwrap();
+    let cols = im2col(&x, &g);
+    let back = col2im(&cols, &g);
+    let pg = ConvGeometry::new(x.shape(), 2, 2, 2, 0).unwrap();
+    let (pooled, _) = maxpool2d(&x, &pg);
+    let big = Tensor::from_vec(&[100_000], values(100_000, 6)).unwrap();
+    vec![
+        c,
+        c2,
+        cols.into_vec(),
+        back.into_vec(),
+        pooled.into_vec(),
+        vec![big.sum_all(), big.mean_all()],
+        x.sum_channels().into_vec(),
+    ]
+}
+
+#[test]
+fn one_and_two_threads_agree_bitwise() {
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let one = pool(1).install(run_all);
+    let two = pool(2).install(run_all);
+    let four = pool(4).install(run_all);
+    for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert!(a == b, "result {i} differs between 1 and 2 threads");
+    }
+    assert!(one == four, "1 vs 4 threads differ");
+}
