@@ -1,20 +1,27 @@
 //! GEMM throughput at the shapes the paper's networks use.
 //!
-//! `cargo bench --bench gemm`. Ids are `M×K×N`; `bregman` is the engine's
-//! `gemm` (rayon split + matrixmultiply), `mm_single` one plain single-threaded
-//! `matrixmultiply::sgemm` call, as the baseline in the same run.
+//! `cargo bench --bench gemm`. Ids are `M×K×N`. Functions: `matrixmultiply`
+//! (the engine's rayon split over single-threaded `matrixmultiply::sgemm`
+//! calls), `gemm_crate` (the `gemm` crate with rayon), and `mm_single`, one
+//! plain single-threaded `sgemm` call as the baseline in the same run.
 
-use bregman::tensor::gemm;
+use bregman::tensor::gemm::{gemm_blocks, gemm_with, Backend};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 
-const SHAPES: &[(usize, usize, usize, &str)] = &[
-    (128, 784, 200, "mlp_fc1"),
-    (128, 200, 80, "mlp_fc2"),
-    (200, 128, 784, "mlp_fc1_dw"),
-    (64, 1600, 8192, "conv2_channel_major"),
-    (8192, 1600, 64, "conv2_pixel_major"),
-    (1024, 1024, 1024, "square_1024"),
+/// `(M, K, N, A transposed, B transposed, name)`.
+const SHAPES: &[(usize, usize, usize, bool, bool, &str)] = &[
+    (128, 784, 200, false, false, "mlp_fc1"),
+    (128, 200, 80, false, false, "mlp_fc2"),
+    (200, 128, 784, false, false, "mlp_fc1_dw"),
+    (64, 1600, 8192, false, false, "conv2_channel_major"),
+    (8192, 1600, 64, false, false, "conv2_pixel_major"),
+    // The paper ConvNet's second conv as the engine runs it: forward cols·Wᵀ,
+    // input gradient G·W, weight gradient Gᵀ·cols.
+    (8192, 1600, 64, false, true, "conv2_fwd"),
+    (8192, 64, 1600, false, false, "conv2_dx"),
+    (64, 8192, 1600, true, false, "conv2_dw"),
+    (1024, 1024, 1024, false, false, "square_1024"),
 ];
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -31,54 +38,51 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 
 fn bench_gemm(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
-    for &(m, k, n, name) in SHAPES {
+    for &(m, k, n, ta, tb, name) in SHAPES {
         let a = values(m * k, 1);
         let b = values(k * n, 2);
         let mut out = vec![0.0f32; m * n];
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         let id = format!("{m}x{k}x{n}_{name}");
-        group.bench_function(BenchmarkId::new("bregman", &id), |bch| {
+        for (fname, backend) in [
+            ("matrixmultiply", Backend::MatrixMultiply),
+            ("gemm_crate", Backend::GemmCrate),
+        ] {
+            group.bench_function(BenchmarkId::new(fname, &id), |bch| {
+                bch.iter(|| {
+                    gemm_with(
+                        backend,
+                        m,
+                        k,
+                        n,
+                        black_box(&a),
+                        ta,
+                        black_box(&b),
+                        tb,
+                        &mut out,
+                        false,
+                    )
+                })
+            });
+        }
+        group.bench_function(BenchmarkId::new("mm_single", &id), |bch| {
             bch.iter(|| {
-                gemm(
+                gemm_blocks(
                     m,
                     k,
                     n,
                     black_box(&a),
-                    false,
+                    ta,
                     black_box(&b),
-                    false,
+                    tb,
                     &mut out,
                     false,
+                    1,
                 )
-            })
-        });
-        group.bench_function(BenchmarkId::new("mm_single", &id), |bch| {
-            bch.iter(|| unsafe {
-                matrixmultiply_sgemm(m, k, n, black_box(&a), black_box(&b), &mut out);
             })
         });
     }
     group.finish();
-}
-
-/// One single-threaded `matrixmultiply::sgemm` call over row-major operands.
-unsafe fn matrixmultiply_sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    matrixmultiply::sgemm(
-        m,
-        k,
-        n,
-        1.0,
-        a.as_ptr(),
-        k as isize,
-        1,
-        b.as_ptr(),
-        n as isize,
-        1,
-        0.0,
-        c.as_mut_ptr(),
-        n as isize,
-        1,
-    );
 }
 
 criterion_group! {

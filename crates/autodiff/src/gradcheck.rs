@@ -41,7 +41,7 @@ impl Default for GradCheck {
 }
 
 /// Deterministic pseudo-random values in `[-1, 1)` (xorshift), for cotangents.
-fn cotangent(shape: &[usize], seed: u64) -> Tensor {
+pub fn cotangent(shape: &[usize], seed: u64) -> Tensor {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     Tensor::from_fn(shape, |_| {
         s ^= s << 13;
@@ -51,7 +51,8 @@ fn cotangent(shape: &[usize], seed: u64) -> Tensor {
     })
 }
 
-fn weighted_sum(y: &Tensor, r: &Tensor) -> f64 {
+/// `Σ y ⊙ r` in `f64`: the scalar whose gradient a check compares.
+pub fn weighted_sum(y: &Tensor, r: &Tensor) -> f64 {
     y.data()
         .iter()
         .zip(r.data())
@@ -105,9 +106,26 @@ impl GradCheck {
             }
             numeric.push(nk);
         }
+        let analytic: Vec<Vec<f32>> = analytic.into_iter().map(Tensor::into_vec).collect();
+        self.compare(&analytic, &numeric)
+    }
+
+    /// Compares analytic gradients (one vector per input) with numeric ones,
+    /// using this check's tolerances (for harnesses that perturb values
+    /// themselves, e.g. the parameters of a layer).
+    ///
+    /// **Errors** with a description of the first mismatching element.
+    pub fn compare(&self, analytic: &[Vec<f32>], numeric: &[Vec<f64>]) -> Result<(), String> {
         let scale = numeric.iter().flatten().fold(1.0f64, |m, v| m.max(v.abs()));
-        for (k, (a, n)) in analytic.iter().zip(&numeric).enumerate() {
-            for (i, (&av, &nv)) in a.data().iter().zip(n).enumerate() {
+        for (k, (a, n)) in analytic.iter().zip(numeric).enumerate() {
+            if a.len() != n.len() {
+                return Err(format!(
+                    "input {k}: {} analytic vs {} numeric values",
+                    a.len(),
+                    n.len()
+                ));
+            }
+            for (i, (&av, &nv)) in a.iter().zip(n).enumerate() {
                 let err = (av as f64 - nv).abs();
                 if err > self.atol * scale + self.rtol * nv.abs() || !av.is_finite() {
                     return Err(format!(

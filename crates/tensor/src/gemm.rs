@@ -4,9 +4,10 @@
 //! read transposed *without copying*: a transposed operand is the same row-major
 //! buffer read with swapped strides, handed to `matrixmultiply::sgemm`.
 //!
-//! Parallelism: the output is split into blocks of rows (or of columns, whichever
-//! dimension is larger) and each block is one single-threaded `sgemm` call on a
-//! rayon worker. `sgemm` accumulates every `C[i][j]` over `k` in an order that
+//! Two pure-Rust kernels sit behind it (see [`Backend`]); [`Backend::for_shape`]
+//! picks one per shape. With matrixmultiply, the output is split into blocks of
+//! rows (or of columns, whichever dimension is larger) and each block is one
+//! single-threaded `sgemm` call on a rayon worker. `sgemm` accumulates every `C[i][j]` over `k` in an order that
 //! depends only on `K` (its `k`-blocking), never on where the `M`/`N` split falls,
 //! so the result is bitwise the same for any split and any thread count; the test
 //! `split_does_not_change_bits` checks this.
@@ -19,7 +20,7 @@ use crate::Tensor;
 const MIN_MACS_PER_BLOCK: usize = 1 << 18;
 
 /// Row/column blocks are rounded to a multiple of this (a micro-kernel tile).
-const ALIGN: usize = 16;
+const ALIGN: usize = 8;
 
 /// A raw pointer that may cross to a rayon worker; each block writes a disjoint
 /// part of `C`.
@@ -54,8 +55,140 @@ pub fn gemm(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let blocks = default_blocks(m, k, n);
-    gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, blocks);
+    gemm_with(
+        Backend::for_shape(m, k, n),
+        m,
+        k,
+        n,
+        a,
+        trans_a,
+        b,
+        trans_b,
+        c,
+        accumulate,
+    );
+}
+
+/// The GEMM kernels the engine can call. Both are pure Rust, dispatch SIMD at
+/// run time, and give bitwise the same result for any thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `matrixmultiply::sgemm`, one single-threaded call per block of a
+    /// thread-count-independent-by-construction split (see the module docs).
+    MatrixMultiply,
+    /// The `gemm` crate with its own rayon parallelism.
+    GemmCrate,
+}
+
+impl Backend {
+    /// The backend [`gemm`] uses for an `m×k · k×n` product, chosen by
+    /// measurement (`benches/gemm.rs`, docs/BENCHMARKS.md): the `gemm` crate is
+    /// faster on every shape we measured except short-and-wide outputs (`m`
+    /// small against `n` or `k`, e.g. the conv weight gradient `[64, P]·[P, 1600]`),
+    /// where matrixmultiply's row/column split wins. The choice depends on the
+    /// shape only, never on the thread count.
+    pub fn for_shape(m: usize, k: usize, n: usize) -> Backend {
+        if m.saturating_mul(8) <= n.max(k) {
+            Backend::MatrixMultiply
+        } else {
+            Backend::GemmCrate
+        }
+    }
+}
+
+/// [`gemm`] with an explicit backend (benchmarks and tests compare them).
+///
+/// **Panics** if a slice is shorter than its matrix.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    backend: Backend,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    match backend {
+        Backend::MatrixMultiply => {
+            let blocks = default_blocks(m, k, n);
+            gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, blocks);
+        }
+        Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_crate(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k,
+        "gemm: A has {} values, needs {m}x{k}",
+        a.len()
+    );
+    assert!(
+        b.len() >= k * n,
+        "gemm: B has {} values, needs {k}x{n}",
+        b.len()
+    );
+    assert!(
+        c.len() >= m * n,
+        "gemm: C has {} values, needs {m}x{n}",
+        c.len()
+    );
+    let (rsa, csa) = if trans_a {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (rsb, csb) = if trans_b {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let macs = m.saturating_mul(k).saturating_mul(n);
+    let par = if macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound every index; `gemm` computes
+    // dst = alpha·dst + beta·lhs·rhs and reads dst only when `read_dst`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
 }
 
 /// How many blocks a product is split into: one per thread, but none smaller
@@ -295,6 +428,40 @@ mod tests {
                 let r = naive(m, k, n, &a, ta, &b, tb);
                 for (x, y) in c.iter().zip(&r) {
                     assert!((x - y).abs() < 1e-4, "ta={ta} tb={tb}: {x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backends_agree() {
+        let (m, k, n) = (70, 300, 90);
+        let a = pseudo(m * k, 5);
+        let b = pseudo(k * n, 6);
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for acc in [false, true] {
+                    let mut c1 = pseudo(m * n, 7);
+                    let mut c2 = c1.clone();
+                    gemm_with(
+                        Backend::MatrixMultiply,
+                        m,
+                        k,
+                        n,
+                        &a,
+                        ta,
+                        &b,
+                        tb,
+                        &mut c1,
+                        acc,
+                    );
+                    gemm_with(Backend::GemmCrate, m, k, n, &a, ta, &b, tb, &mut c2, acc);
+                    for (x, y) in c1.iter().zip(&c2) {
+                        assert!(
+                            (x - y).abs() < 1e-4,
+                            "ta={ta} tb={tb} acc={acc}: {x} vs {y}"
+                        );
+                    }
                 }
             }
         }

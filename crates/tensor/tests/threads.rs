@@ -1,5 +1,6 @@
 //! The same inputs give identical bits on 1 and 2 rayon threads.
 
+use bregman_tensor::gemm::{gemm_with, Backend};
 use bregman_tensor::pool::maxpool2d;
 use bregman_tensor::{col2im, gemm, im2col, ConvGeometry, Tensor};
 
@@ -33,6 +34,46 @@ fn run_all() -> Vec<Vec<f32>> {
         &mut c2,
         false,
     );
+    let mut c3 = vec![0.0; m * n];
+    gemm_with(
+        Backend::GemmCrate,
+        m,
+        k,
+        n,
+        &a,
+        false,
+        &b,
+        true,
+        &mut c3,
+        false,
+    );
+    let big_k = values(64 * 5000, 7);
+    let mut c4 = vec![0.0; 64 * 64];
+    gemm_with(
+        Backend::GemmCrate,
+        64,
+        5000,
+        64,
+        &big_k,
+        false,
+        &big_k,
+        true,
+        &mut c4,
+        false,
+    );
+    let mut c5 = vec![0.0; 64 * 64];
+    gemm_with(
+        Backend::MatrixMultiply,
+        64,
+        5000,
+        64,
+        &big_k,
+        false,
+        &big_k,
+        true,
+        &mut c5,
+        false,
+    );
     let x = Tensor::from_vec(&[4, 3, 30, 30], values(4 * 3 * 900, 5)).unwrap();
     let g = ConvGeometry::new(x.shape(), 3, 3, 2, 1).unwrap();
     let cols = im2col(&x, &g);
@@ -43,6 +84,9 @@ fn run_all() -> Vec<Vec<f32>> {
     vec![
         c,
         c2,
+        c3,
+        c4,
+        c5,
         cols.into_vec(),
         back.into_vec(),
         pooled.into_vec(),

@@ -1,0 +1,79 @@
+//! The [`Module`] trait: what every layer and model provides.
+
+use bregman_autodiff::{Tape, Var};
+use bregman_tensor::Tensor;
+
+use crate::{Buffer, LayerError, Parameter};
+
+/// A layer or a model.
+///
+/// `forward` records on a tape (training, or evaluation with gradients);
+/// `infer` computes the same function without recording anything.
+pub trait Module {
+    /// Forward pass on the tape. The module's parameters are bound with
+    /// [`Tape::param`] (borrowed for `'a`, not copied).
+    ///
+    /// **Errors** if the input shape does not fit, naming the layer.
+    fn forward<'a>(&'a self, tape: &mut Tape<'a>, x: Var) -> Result<Var, LayerError>;
+
+    /// Forward pass without a tape (uses running statistics in eval mode).
+    ///
+    /// **Errors** if the input shape does not fit, naming the layer.
+    fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError>;
+
+    /// Switches training mode (batch statistics) on or off (running statistics).
+    fn set_training(&mut self, _training: bool) {}
+
+    /// The parameters, in a fixed order.
+    fn params(&self) -> Vec<&Parameter>;
+
+    /// The parameters, mutable, in the same order as [`Module::params`].
+    fn params_mut(&mut self) -> Vec<&mut Parameter>;
+
+    /// The buffers (running statistics), in a fixed order.
+    fn buffers(&self) -> Vec<&Buffer> {
+        Vec::new()
+    }
+
+    /// Gives every parameter and buffer its full name under `prefix`.
+    fn rename(&mut self, prefix: &str);
+
+    /// A short description, e.g. `Dense 784→200`.
+    fn describe(&self) -> String;
+
+    /// Total number of trainable scalars.
+    fn num_params(&self) -> usize {
+        self.params().iter().map(|p| p.value.len()).sum()
+    }
+}
+
+/// Errors unless `x` has the given rank and the listed dimensions
+/// (`None` = any size).
+pub(crate) fn expect_shape(
+    layer: &str,
+    what: impl Fn() -> String,
+    x: &[usize],
+    expected: &[Option<usize>],
+) -> Result<(), LayerError> {
+    let fits = x.len() == expected.len()
+        && x.iter()
+            .zip(expected)
+            .all(|(d, e)| e.is_none_or(|e| e == *d));
+    if fits {
+        return Ok(());
+    }
+    let words: Vec<String> = expected
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match e {
+            Some(v) => v.to_string(),
+            None => ["N", "C", "H", "W"].get(i).unwrap_or(&"_").to_string(),
+        })
+        .collect();
+    Err(LayerError::Shape {
+        layer: layer.to_string(),
+        what: what(),
+        expected: format!("[{}]", words.join(", ")),
+        got: x.to_vec(),
+    })
+}

@@ -1,0 +1,103 @@
+//! `Sequential`: named children applied one after another.
+
+use bregman_autodiff::{Tape, Var};
+use bregman_tensor::Tensor;
+
+use crate::parameter::join;
+use crate::{Buffer, LayerError, Module, Parameter};
+
+/// A chain of modules; each child has a name (`"0"`, `"1"`, ... or `"conv1"`),
+/// which becomes part of its parameters' names.
+#[derive(Default)]
+pub struct Sequential {
+    name: String,
+    children: Vec<(String, Box<dyn Module>)>,
+}
+
+impl Sequential {
+    /// An empty chain.
+    pub fn new() -> Sequential {
+        Sequential::default()
+    }
+
+    /// Appends a child named by its index (as PyTorch's `nn.Sequential`).
+    pub fn push(mut self, module: impl Module + 'static) -> Sequential {
+        let name = self.children.len().to_string();
+        self.children.push((name, Box::new(module)));
+        self.rename_children();
+        self
+    }
+
+    /// Appends a child with an explicit name (e.g. `"conv1"`).
+    pub fn push_named(mut self, name: &str, module: impl Module + 'static) -> Sequential {
+        self.children.push((name.to_string(), Box::new(module)));
+        self.rename_children();
+        self
+    }
+
+    /// The children with their names.
+    pub fn children(&self) -> impl Iterator<Item = (&str, &dyn Module)> {
+        self.children.iter().map(|(n, m)| (n.as_str(), m.as_ref()))
+    }
+
+    fn rename_children(&mut self) {
+        for (n, m) in &mut self.children {
+            m.rename(&join(&self.name, n));
+        }
+    }
+}
+
+impl Module for Sequential {
+    fn forward<'a>(&'a self, tape: &mut Tape<'a>, mut x: Var) -> Result<Var, LayerError> {
+        for (_, m) in &self.children {
+            x = m.forward(tape, x)?;
+        }
+        Ok(x)
+    }
+
+    fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
+        let mut iter = self.children.iter();
+        let Some((_, first)) = iter.next() else {
+            return Ok(x.clone());
+        };
+        let mut y = first.infer(x)?;
+        for (_, m) in iter {
+            y = m.infer(&y)?;
+        }
+        Ok(y)
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.children
+            .iter_mut()
+            .for_each(|(_, m)| m.set_training(training));
+    }
+
+    fn params(&self) -> Vec<&Parameter> {
+        self.children.iter().flat_map(|(_, m)| m.params()).collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Parameter> {
+        self.children
+            .iter_mut()
+            .flat_map(|(_, m)| m.params_mut())
+            .collect()
+    }
+
+    fn buffers(&self) -> Vec<&Buffer> {
+        self.children
+            .iter()
+            .flat_map(|(_, m)| m.buffers())
+            .collect()
+    }
+
+    fn rename(&mut self, prefix: &str) {
+        self.name = prefix.to_string();
+        self.rename_children();
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self.children.iter().map(|(_, m)| m.describe()).collect();
+        format!("Sequential[{}]", parts.join(" → "))
+    }
+}
