@@ -37,6 +37,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 }
 
 fn bench_gemm(c: &mut Criterion) {
+    bregman::tune_allocator();
     let mut group = c.benchmark_group("gemm");
     for &(m, k, n, ta, tb, name) in SHAPES {
         let a = values(m * k, 1);

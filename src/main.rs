@@ -1,6 +1,7 @@
 //! The `bregman` command-line tool.
 
 fn main() {
+    bregman::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("--help") | Some("-h") | Some("help") => print_help(),

@@ -306,3 +306,44 @@ fn harness_catches_a_wrong_rule() {
     });
     assert!(r.is_err(), "a wrong backward rule passed the check");
 }
+
+/// Batches of ≥ 4 images run the per-image parallel path, and patches of ≥ 256
+/// values the single pixel-major GEMM: check both.
+#[test]
+fn conv2d_parallel_image_path_and_big_patch_path() {
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+    };
+    ok(check_gradients(
+        &[
+            rand_tensor(&[5, 2, 4, 4], 51),
+            rand_tensor(&[3, 2, 3, 3], 52),
+            rand_tensor(&[3], 53),
+        ],
+        |t, v| t.conv2d(v[0], v[1], Some(v[2]), spec),
+    ));
+    // C·k·k = 29·3·3 = 261 ≥ 256.
+    let check = GradCheck {
+        eps: 1e-2,
+        atol: 2e-2,
+        rtol: 2e-2,
+    };
+    ok(check.check(
+        &[
+            rand_tensor(&[4, 29, 3, 3], 54),
+            rand_tensor(&[2, 29, 3, 3], 55),
+        ],
+        |t, v| {
+            t.conv2d(
+                v[0],
+                v[1],
+                None,
+                Conv2dSpec {
+                    stride: 2,
+                    padding: 1,
+                },
+            )
+        },
+    ));
+}

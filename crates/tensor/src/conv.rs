@@ -95,13 +95,16 @@ impl ConvGeometry {
             .checked_sub(self.pad)
             .filter(|&y| y < self.h)
     }
+}
 
-    #[inline]
-    fn in_x(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.stride + kx)
-            .checked_sub(self.pad)
-            .filter(|&x| x < self.w)
-    }
+/// The kernel columns `kx` of one patch row that fall inside the image, and the
+/// input column of `kx = 0` (possibly negative, in the padding).
+#[inline]
+fn valid_kx(g: &ConvGeometry, ox: usize) -> (usize, usize, isize) {
+    let x0 = (ox * g.stride) as isize - g.pad as isize;
+    let lo = (-x0).clamp(0, g.kw as isize) as usize;
+    let hi = (g.w as isize - x0).clamp(0, g.kw as isize) as usize;
+    (lo, hi.max(lo), x0)
 }
 
 /// Unfolds `x` (`[N, C, H, W]`) into `[N·OH·OW, C·kh·kw]` (see the module docs).
@@ -114,37 +117,17 @@ pub fn im2col(x: &Tensor, g: &ConvGeometry) -> Tensor {
         "im2col: input shape vs geometry"
     );
     let (pl, img) = (g.patch_len(), g.c * g.h * g.w);
+    // Zero-initialised: entries in the padding are simply never written.
     let mut cols = Tensor::zeros(&[g.n * g.out_pixels(), pl]);
     let per_image = g.out_pixels() * pl;
-    if per_image == 0 {
+    if per_image == 0 || img == 0 {
         return cols;
     }
     let xd = x.data();
     cols.data_mut()
         .par_chunks_mut(per_image)
-        .enumerate()
-        .for_each(|(i, out)| {
-            let xi = &xd[i * img..(i + 1) * img];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let row = &mut out[(oy * g.ow + ox) * pl..][..pl];
-                    for ch in 0..g.c {
-                        for ky in 0..g.kh {
-                            let dst = &mut row[(ch * g.kh + ky) * g.kw..][..g.kw];
-                            match g.in_y(oy, ky) {
-                                None => dst.fill(0.0),
-                                Some(iy) => {
-                                    let src = &xi[(ch * g.h + iy) * g.w..][..g.w];
-                                    for (kx, d) in dst.iter_mut().enumerate() {
-                                        *d = g.in_x(ox, kx).map_or(0.0, |ix| src[ix]);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        });
+        .zip(xd.par_chunks(img))
+        .for_each(|(out, xi)| im2col_image(xi, g, out));
     cols
 }
 
@@ -168,28 +151,59 @@ pub fn col2im(cols: &Tensor, g: &ConvGeometry) -> Tensor {
     let cd = cols.data();
     x.data_mut()
         .par_chunks_mut(img)
-        .enumerate()
-        .for_each(|(i, xi)| {
-            let ci = &cd[i * per_image..(i + 1) * per_image];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let row = &ci[(oy * g.ow + ox) * pl..][..pl];
-                    for ch in 0..g.c {
-                        for ky in 0..g.kh {
-                            let Some(iy) = g.in_y(oy, ky) else { continue };
-                            let src = &row[(ch * g.kh + ky) * g.kw..][..g.kw];
-                            let dst = &mut xi[(ch * g.h + iy) * g.w..][..g.w];
-                            for (kx, &s) in src.iter().enumerate() {
-                                if let Some(ix) = g.in_x(ox, kx) {
-                                    dst[ix] += s;
-                                }
-                            }
-                        }
+        .zip(cd.par_chunks(per_image))
+        .for_each(|(xi, ci)| col2im_image(ci, g, xi));
+    x
+}
+
+/// [`im2col`] of one image: `xi` is `[C, H, W]`, `out` is `[OH·OW, C·kh·kw]`
+/// and must hold zeros where the window covers padding (entries there are
+/// not written).
+///
+/// **Panics** if a slice is shorter than the geometry requires.
+pub fn im2col_image(xi: &[f32], g: &ConvGeometry, out: &mut [f32]) {
+    let pl = g.patch_len();
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let (lo, hi, x0) = valid_kx(g, ox);
+            let row = &mut out[(oy * g.ow + ox) * pl..][..pl];
+            for ky in 0..g.kh {
+                let Some(iy) = g.in_y(oy, ky) else { continue };
+                for ch in 0..g.c {
+                    let dst = &mut row[(ch * g.kh + ky) * g.kw..][lo..hi];
+                    let src = &xi[(ch * g.h + iy) * g.w + (x0 + lo as isize) as usize..][..hi - lo];
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d = s;
                     }
                 }
             }
-        });
-    x
+        }
+    }
+}
+
+/// [`col2im`] of one image: adds the columns `ci` (`[OH·OW, C·kh·kw]`) into
+/// `xi` (`[C, H, W]`).
+///
+/// **Panics** if a slice is shorter than the geometry requires.
+pub fn col2im_image(ci: &[f32], g: &ConvGeometry, xi: &mut [f32]) {
+    let pl = g.patch_len();
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let (lo, hi, x0) = valid_kx(g, ox);
+            let row = &ci[(oy * g.ow + ox) * pl..][..pl];
+            for ky in 0..g.kh {
+                let Some(iy) = g.in_y(oy, ky) else { continue };
+                for ch in 0..g.c {
+                    let src = &row[(ch * g.kh + ky) * g.kw..][lo..hi];
+                    let dst =
+                        &mut xi[(ch * g.h + iy) * g.w + (x0 + lo as isize) as usize..][..hi - lo];
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `[N, P, C]` (pixel-major, the GEMM output) to `[N, C, P]` (NCHW with `P = H·W`).

@@ -69,6 +69,28 @@ pub fn gemm(
     );
 }
 
+/// [`gemm`] on the calling thread only: for callers that already run one
+/// product per rayon task (e.g. one convolution image per task).
+///
+/// **Panics** if a slice is shorter than its matrix.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    match Backend::for_shape(m, k, n) {
+        Backend::MatrixMultiply => gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, 1),
+        Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, false),
+    }
+}
+
 /// The GEMM kernels the engine can call. Both are pure Rust, dispatch SIMD at
 /// run time, and give bitwise the same result for any thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +139,7 @@ pub fn gemm_with(
             let blocks = default_blocks(m, k, n);
             gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, blocks);
         }
-        Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate),
+        Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, true),
     }
 }
 
@@ -132,6 +154,7 @@ fn gemm_crate(
     trans_b: bool,
     c: &mut [f32],
     accumulate: bool,
+    parallel: bool,
 ) {
     assert!(
         a.len() >= m * k,
@@ -159,7 +182,7 @@ fn gemm_crate(
         (n as isize, 1)
     };
     let macs = m.saturating_mul(k).saturating_mul(n);
-    let par = if macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1 {
+    let par = if parallel && macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None

@@ -34,5 +34,5 @@ mod tensor;
 
 pub use conv::{col2im, im2col, ConvGeometry};
 pub use error::TensorError;
-pub use gemm::{gemm, matmul, matmul_into};
+pub use gemm::{gemm, gemm_serial, matmul, matmul_into};
 pub use tensor::{assert_same_shape, Tensor};

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use crate::conv::ConvGeometry;
 use crate::Tensor;
 
-/// Max pooling of an NCHW tensor over windows given by `g` (no padding).
+/// Max pooling of an NCHW tensor over windows given by `g`.
 ///
 /// Returns the pooled tensor `[N, C, OH, OW]` and, for every output, the flat
 /// index *within its `H×W` plane* of the input that won (first maximum on ties).
@@ -28,27 +28,18 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
         .zip(idx.par_chunks_mut(op))
         .zip(x.data().par_chunks(ip))
         .for_each(|((o, ix), xp)| {
+            // Without padding every window of a valid output lies inside the plane.
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
-                    let mut best = f32::NEG_INFINITY;
-                    let mut arg = 0usize;
-                    let mut first = true;
+                    let first = oy * g.stride * g.w + ox * g.stride;
+                    let (mut best, mut arg) = (xp[first], first);
                     for ky in 0..g.kh {
-                        let iy = oy * g.stride + ky;
-                        if iy >= g.h {
-                            continue;
-                        }
-                        for kx in 0..g.kw {
-                            let ixx = ox * g.stride + kx;
-                            if ixx >= g.w {
-                                continue;
-                            }
-                            let v = xp[iy * g.w + ixx];
-                            // `!(v <= best)` also lets a NaN win, so NaN propagates.
-                            if first || v > best || v.is_nan() && !best.is_nan() {
+                        let base = (oy * g.stride + ky) * g.w + ox * g.stride;
+                        for (kx, &v) in xp[base..base + g.kw].iter().enumerate() {
+                            // `v > best` keeps the first maximum on ties; a NaN wins so it propagates.
+                            if v > best || (v.is_nan() && !best.is_nan()) {
                                 best = v;
-                                arg = iy * g.w + ixx;
-                                first = false;
+                                arg = base + kx;
                             }
                         }
                     }

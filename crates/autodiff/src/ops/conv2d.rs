@@ -1,14 +1,15 @@
 //! 2-D convolution (cross-correlation, as PyTorch) via `im2col` + one GEMM.
 //!
-//! With `cols = im2col(x)` of shape `[P, C·k·k]` (`P = N·OH·OW`, pixel-major) and
-//! the weight viewed as `W: [OC, C·k·k]`:
+//! With `cols_n = im2col(x_n)` of shape `[P, C·k·k]` (`P = OH·OW` pixels of
+//! image `n`) and the weight viewed as `W: [OC, C·k·k]`:
 //!
-//! - forward: `Y_pix = cols · Wᵀ + b` (`[P, OC]`), then transposed to NCHW;
-//! - `∂L/∂W = G_pixᵀ · cols`, `∂L/∂b = Σ_pixels G`,
-//! - `∂L/∂x = col2im(G_pix · W)`.
+//! - forward: `Y_n = W · cols_nᵀ + b` (`[OC, P]`, already NCHW);
+//! - `∂L/∂W = Σ_n G_n · cols_n`, `∂L/∂b = Σ_pixels G`,
+//! - `∂L/∂x_n = col2im(G_nᵀ · W)`.
 
-use bregman_tensor::conv::{channels_to_pixels, pixels_to_channels};
-use bregman_tensor::{col2im, gemm, im2col, ConvGeometry, Tensor};
+use bregman_tensor::conv::{col2im_image, pixels_to_channels};
+use bregman_tensor::{gemm, gemm_serial, im2col, ConvGeometry, Tensor};
+use rayon::prelude::*;
 
 use crate::{Backward, Tape, Var};
 
@@ -32,7 +33,65 @@ fn geometry(x: &Tensor, w: &Tensor, spec: Conv2dSpec) -> ConvGeometry {
         .unwrap_or_else(|e| panic!("conv2d: {e}"))
 }
 
+/// Below this batch size a convolution runs its images one after another with
+/// a parallel GEMM each; from it on, images run in parallel with a serial GEMM
+/// each. Both choices depend on the batch size only, never on the thread count.
+const PARALLEL_IMAGES: usize = 4;
+
+/// Runs `f(image index, image's part of a, image's part of b)` for every image.
+fn per_image(
+    n: usize,
+    a: &mut [f32],
+    a_len: usize,
+    b: &[f32],
+    b_len: usize,
+    f: impl Fn(bool, &mut [f32], &[f32]) + Sync,
+) {
+    if a_len == 0 || b_len == 0 {
+        return;
+    }
+    if n >= PARALLEL_IMAGES {
+        a.par_chunks_mut(a_len)
+            .zip(b.par_chunks(b_len))
+            .for_each(|(ai, bi)| f(true, ai, bi));
+    } else {
+        a.chunks_mut(a_len)
+            .zip(b.chunks(b_len))
+            .for_each(|(ai, bi)| f(false, ai, bi));
+    }
+}
+
+/// `gemm` or `gemm_serial` (inside a per-image task).
+#[allow(clippy::too_many_arguments)]
+fn gemm_in(
+    serial: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+) {
+    if serial {
+        gemm_serial(m, k, n, a, ta, b, tb, c, false);
+    } else {
+        gemm(m, k, n, a, ta, b, tb, c, false);
+    }
+}
+
+/// From this patch length (`C·k·k`) on, the forward pass runs one GEMM over all
+/// pixels and transposes its result to NCHW; below it, the transpose would cost
+/// more than the GEMM, so each image gets its own GEMM that writes NCHW
+/// directly. Measured on the paper ConvNet (patch 25 vs 1600).
+const BIG_GEMM_PATCH: usize = 256;
+
 /// Forward pass; returns the output and the `im2col` matrix (kept for backward).
+///
+/// Either per image `n`: `Y_n[OC, OH·OW] = W[OC, C·k·k] · cols_nᵀ`, written
+/// straight into the NCHW output (the transposed `cols_n` is read in place), or
+/// one pixel-major GEMM and a transpose (see [`BIG_GEMM_PATCH`]).
 fn forward_with_cols(
     x: &Tensor,
     w: &Tensor,
@@ -40,23 +99,38 @@ fn forward_with_cols(
     spec: Conv2dSpec,
 ) -> (Tensor, Tensor, ConvGeometry) {
     let g = geometry(x, w, spec);
-    let oc = w.dim(0);
+    let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
     let cols = im2col(x, &g);
-    let p = g.n * g.out_pixels();
-    let mut y_pix = vec![0.0f32; p * oc];
-    gemm(
-        p,
-        g.patch_len(),
-        oc,
-        cols.data(),
-        false,
-        w.data(),
-        true,
-        &mut y_pix,
-        false,
-    );
-    let y = pixels_to_channels(&y_pix, g.n, g.out_pixels(), oc);
-    let mut y = Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry");
+    let mut y = if pl >= BIG_GEMM_PATCH {
+        // One GEMM over all pixels, Y_pix[N·P, OC] = cols · Wᵀ, then to NCHW.
+        let mut y_pix = vec![0.0f32; g.n * p * oc];
+        gemm(
+            g.n * p,
+            pl,
+            oc,
+            cols.data(),
+            false,
+            w.data(),
+            true,
+            &mut y_pix,
+            false,
+        );
+        let y = pixels_to_channels(&y_pix, g.n, p, oc);
+        Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry")
+    } else {
+        let mut y = Tensor::zeros(&[g.n, oc, g.oh, g.ow]);
+        per_image(
+            g.n,
+            y.data_mut(),
+            oc * p,
+            cols.data(),
+            p * pl,
+            |serial, yn, cn| {
+                gemm_in(serial, oc, pl, p, w.data(), false, cn, true, yn);
+            },
+        );
+        y
+    };
     if let Some(b) = b {
         y.add_channel_bias_inplace(b);
     }
@@ -84,31 +158,46 @@ impl Backward for Conv2dBackward {
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
         let (w, g) = (inputs[1], &self.geom);
-        let (oc, pl, p) = (w.dim(0), g.patch_len(), g.n * g.out_pixels());
-        let g_pix = channels_to_pixels(grad.data(), g.n, oc, g.out_pixels());
+        let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
+        // ∂L/∂x, per image: dcols_n[P, C·k·k] = G_nᵀ · W, folded back by col2im.
         let dx = needs[0].then(|| {
-            let mut dcols = Tensor::zeros(&[p, pl]);
-            gemm(
-                p,
-                oc,
-                pl,
-                &g_pix,
-                false,
-                w.data(),
-                false,
-                dcols.data_mut(),
-                false,
+            let mut dx = Tensor::zeros(&[g.n, g.c, g.h, g.w]);
+            let img = g.c * g.h * g.w;
+            per_image(
+                g.n,
+                dx.data_mut(),
+                img,
+                grad.data(),
+                oc * p,
+                |serial, dxn, gn| {
+                    let mut dcols = vec![0.0f32; p * pl];
+                    gemm_in(serial, p, oc, pl, gn, true, w.data(), false, &mut dcols);
+                    col2im_image(&dcols, g, dxn);
+                },
             );
-            col2im(&dcols, g)
+            dx
         });
+        // ∂L/∂W = Σ_n G_n · cols_n: one GEMM over all pixels after regrouping
+        // G from [N, OC, P] to [OC, N·P] (contiguous rows of length P).
         let dw = needs[1].then(|| {
+            let gd = grad.data();
+            let mut g_oc = vec![0.0f32; gd.len()];
+            if p > 0 {
+                g_oc.par_chunks_mut(g.n * p)
+                    .enumerate()
+                    .for_each(|(o, dst)| {
+                        for (i, row) in dst.chunks_mut(p).enumerate() {
+                            row.copy_from_slice(&gd[(i * oc + o) * p..][..p]);
+                        }
+                    });
+            }
             let mut dw = Tensor::zeros(w.shape());
             gemm(
                 oc,
-                p,
+                g.n * p,
                 pl,
-                &g_pix,
-                true,
+                &g_oc,
+                false,
                 self.cols.data(),
                 false,
                 dw.data_mut(),
