@@ -6,10 +6,12 @@
 //! - [`tensor`]: n-d `f32` tensors, GEMM, im2col, deterministic parallel kernels.
 //! - [`autodiff`]: reverse-mode automatic differentiation on a tape.
 //! - [`layers`]: layers, the `Module` trait and the paper's models.
+//! - [`optim`]: regularizers, LinBreg/AdaBreg and baselines, sparse init, schedulers.
 #![warn(missing_docs)]
 
 pub use bregman_autodiff as autodiff;
 pub use bregman_layers as layers;
+pub use bregman_optim as optim;
 pub use bregman_tensor as tensor;
 
 /// Keeps freed memory in the process instead of returning it to the OS.

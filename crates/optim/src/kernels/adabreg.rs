@@ -1,0 +1,63 @@
+//! AdaBreg (Alg. 3): Adam's preconditioned, bias-corrected step applied to
+//! the subgradient variable `v` instead of `θ`:
+//!
+//! ```text
+//! m₁ ← β₁m₁ + (1−β₁)g;  m₂ ← β₂m₂ + (1−β₂)g²
+//! v  ← v − (τ/(1−β₁ᵏ)) · m₁ / (√m₂/√(1−β₂ᵏ) + ε);   θ ← prox_{δJ}(δ v)
+//! ```
+
+use rayon::prelude::*;
+
+use super::adam::AdamCoefficients;
+use super::{chunk_len, parallel};
+use crate::Regularizer;
+
+/// AdaBreg step: reads `g`, `v`, `m₁`, `m₂`; writes `v`, `m₁`, `m₂`, `θ`.
+#[allow(clippy::too_many_arguments)]
+pub fn adabreg(
+    theta: &mut [f32],
+    v: &mut [f32],
+    m1: &mut [f32],
+    m2: &mut [f32],
+    g: &[f32],
+    k: &AdamCoefficients,
+    delta: f32,
+    reg: &dyn Regularizer,
+    group_size: usize,
+) {
+    let c = chunk_len(group_size);
+    type Chunk<'s> = (
+        (&'s mut [f32], &'s mut [f32]),
+        ((&'s mut [f32], &'s mut [f32]), &'s [f32]),
+    );
+    let body = |((th, v), ((m1, m2), g)): Chunk<'_>| {
+        for ((((t, v), a), b), &g) in th
+            .iter_mut()
+            .zip(v.iter_mut())
+            .zip(m1.iter_mut())
+            .zip(m2.iter_mut())
+            .zip(g)
+        {
+            *v -= k.update(a, b, g); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)   (Alg. 3)
+            *t = delta * *v;
+        }
+        reg.prox(th, group_size, delta); // θ ← prox_{δJ}(δv)
+    };
+    if parallel(theta.len()) {
+        theta
+            .par_chunks_mut(c)
+            .zip(v.par_chunks_mut(c))
+            .zip(
+                m1.par_chunks_mut(c)
+                    .zip(m2.par_chunks_mut(c))
+                    .zip(g.par_chunks(c)),
+            )
+            .for_each(body);
+    } else {
+        theta
+            .chunks_mut(c)
+            .zip(v.chunks_mut(c))
+            .zip(m1.chunks_mut(c).zip(m2.chunks_mut(c)).zip(g.chunks(c)))
+            .for_each(body);
+    }
+}
