@@ -9,6 +9,7 @@ use crate::kernels::{
     adabreg::adabreg, adam::adam, adam::AdamCoefficients, linbreg, proxgd::proxgd, sgd,
 };
 use crate::OptimError;
+use rayon::prelude::*;
 
 /// An optimizer: updates parameters in place from their gradients.
 pub trait Optimizer {
@@ -88,6 +89,8 @@ pub struct GroupedOptimizer {
     method: Method,
     groups: Vec<ParamGroup>,
     state: Vec<ParamState>,
+    /// Group of each parameter (by position).
+    group_of: Vec<usize>,
     step: u64,
 }
 
@@ -109,10 +112,15 @@ impl GroupedOptimizer {
                 ..Default::default()
             })
             .collect();
+        let mut group_of = vec![0; params.len()];
+        for (gi, g) in groups.iter().enumerate() {
+            g.params.iter().for_each(|&i| group_of[i] = gi);
+        }
         Ok(GroupedOptimizer {
             method,
             groups,
             state,
+            group_of,
             step: 0,
         })
     }
@@ -262,58 +270,67 @@ fn buffer(slot: &mut Option<Vec<f32>>, len: usize) -> &mut [f32] {
     slot.get_or_insert_with(|| vec![0.0; len])
 }
 
+/// Step `k` of `method` for one parameter of group `g`.
+fn update(
+    method: Method,
+    g: &ParamGroup,
+    k: u64,
+    p: &mut Parameter,
+    s: &mut ParamState,
+    grad: &[f32],
+) {
+    let h = &g.hyper;
+    let reg = g.regularizer.as_ref();
+    let gs = reg.grouping().group_size(p.value.shape());
+    let len = p.value.len();
+    if method.is_bregman() && s.v.is_none() {
+        s.v = Some(init_v(&p.value, g));
+    }
+    let theta = p.value.data_mut();
+    let adam_k = || AdamCoefficients::new(h.lr, h.betas, h.eps, k);
+    match method {
+        Method::Sgd if h.momentum > 0.0 => {
+            sgd::sgd_momentum(theta, buffer(&mut s.m1, len), grad, h.lr, h.momentum)
+        }
+        Method::Sgd => sgd::sgd(theta, grad, h.lr),
+        Method::Adam => {
+            let m1 = s.m1.get_or_insert_with(|| vec![0.0; len]);
+            let m2 = s.m2.get_or_insert_with(|| vec![0.0; len]);
+            adam(theta, m1, m2, grad, &adam_k())
+        }
+        Method::ProxGd => proxgd(theta, grad, h.lr, reg, gs),
+        Method::LinBreg => {
+            let v = s.v.as_mut().expect("initialised above");
+            if h.momentum > 0.0 {
+                let m = s.m1.get_or_insert_with(|| vec![0.0; len]);
+                linbreg::linbreg_momentum(theta, v, m, grad, h.lr, h.momentum, h.delta, reg, gs)
+            } else {
+                linbreg::linbreg(theta, v, grad, h.lr, h.delta, reg, gs)
+            }
+        }
+        Method::AdaBreg => {
+            let v = s.v.as_mut().expect("initialised above");
+            let m1 = s.m1.get_or_insert_with(|| vec![0.0; len]);
+            let m2 = s.m2.get_or_insert_with(|| vec![0.0; len]);
+            adabreg(theta, v, m1, m2, grad, &adam_k(), h.delta, reg, gs)
+        }
+    }
+}
+
 impl Optimizer for GroupedOptimizer {
+    /// Tensors are updated in parallel (rayon over tensors, and over chunks
+    /// within large tensors), each by its method's fused kernel.
     fn step(&mut self, params: &mut [&mut Parameter], grads: &[Tensor]) -> Result<(), OptimError> {
         self.check(params, grads)?;
         self.step += 1;
-        let k = self.step;
-        for g in &self.groups {
-            let h = &g.hyper;
-            let reg = g.regularizer.as_ref();
-            let adam_k = AdamCoefficients::new(h.lr, h.betas, h.eps, k);
-            for &i in &g.params {
-                let p = &mut params[i];
-                let grad = grads[i].data();
-                let gs = reg.grouping().group_size(p.value.shape());
-                let len = p.value.len();
-                let s = &mut self.state[i];
-                if self.method.is_bregman() && s.v.is_none() {
-                    s.v = Some(init_v(&p.value, g));
-                }
-                let theta = p.value.data_mut();
-                match self.method {
-                    Method::Sgd if h.momentum > 0.0 => {
-                        sgd::sgd_momentum(theta, buffer(&mut s.m1, len), grad, h.lr, h.momentum)
-                    }
-                    Method::Sgd => sgd::sgd(theta, grad, h.lr),
-                    Method::Adam => {
-                        let (m1, m2) = (
-                            buffer(&mut s.m1, len),
-                            s.m2.get_or_insert_with(|| vec![0.0; len]),
-                        );
-                        adam(theta, m1, m2, grad, &adam_k)
-                    }
-                    Method::ProxGd => proxgd(theta, grad, h.lr, reg, gs),
-                    Method::LinBreg => {
-                        let v = s.v.as_mut().expect("initialised above");
-                        if h.momentum > 0.0 {
-                            let m = s.m1.get_or_insert_with(|| vec![0.0; len]);
-                            linbreg::linbreg_momentum(
-                                theta, v, m, grad, h.lr, h.momentum, h.delta, reg, gs,
-                            )
-                        } else {
-                            linbreg::linbreg(theta, v, grad, h.lr, h.delta, reg, gs)
-                        }
-                    }
-                    Method::AdaBreg => {
-                        let v = s.v.as_mut().expect("initialised above");
-                        let m1 = s.m1.get_or_insert_with(|| vec![0.0; len]);
-                        let m2 = s.m2.get_or_insert_with(|| vec![0.0; len]);
-                        adabreg(theta, v, m1, m2, grad, &adam_k, h.delta, reg, gs)
-                    }
-                }
-            }
-        }
+        let (method, groups, k) = (self.method, &self.groups, self.step);
+        let group_of = &self.group_of;
+        params
+            .par_iter_mut()
+            .zip(self.state.par_iter_mut())
+            .zip(grads.par_iter())
+            .enumerate()
+            .for_each(|(i, ((p, s), g))| update(method, &groups[group_of[i]], k, p, s, g.data()));
         Ok(())
     }
 

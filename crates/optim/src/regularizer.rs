@@ -60,6 +60,29 @@ pub trait Regularizer: Send + Sync + std::fmt::Debug {
 
     /// A boxed copy.
     fn clone_box(&self) -> Box<dyn Regularizer>;
+
+    /// The prox as a per-element map, if it is one, so that the optimizer
+    /// kernels can fuse it into their update loop (one pass over memory).
+    fn elementwise(&self) -> Option<ElementwiseProx> {
+        None
+    }
+}
+
+/// An element-wise proximal map `prox_{tJ}`, applied inside a kernel's loop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ElementwiseProx {
+    /// `J = 0`: the identity.
+    Identity,
+    /// ℓ1 with strength λ: soft shrinkage by `tλ`.
+    Shrink {
+        /// λ.
+        lambda: f32,
+    },
+    /// Non-negative ℓ1 with strength λ: `max(x − tλ, 0)`.
+    ShrinkNonnegative {
+        /// λ.
+        lambda: f32,
+    },
 }
 
 impl Clone for Box<dyn Regularizer> {
@@ -115,6 +138,9 @@ impl Regularizer for NoRegularizer {
     fn clone_box(&self) -> Box<dyn Regularizer> {
         Box::new(*self)
     }
+    fn elementwise(&self) -> Option<ElementwiseProx> {
+        Some(ElementwiseProx::Identity)
+    }
 }
 
 /// `sign(x)` with `sign(0) = 0`.
@@ -158,10 +184,19 @@ impl L1 {
     }
 }
 
-/// Soft shrinkage of one value by `threshold` (eq. 1.3).
+/// Soft shrinkage of one value by `threshold ≥ 0` (eq. 1.3):
+/// `sign(x)·max(|x| − threshold, 0)`, written branch-free as
+/// `x − clamp(x, −threshold, threshold)` so that the loop vectorises.
 #[inline]
 pub fn shrink(x: f32, threshold: f32) -> f32 {
-    sign(x) * (x.abs() - threshold).max(0.0)
+    let clamped = if x > threshold {
+        threshold
+    } else if x < -threshold {
+        -threshold
+    } else {
+        x
+    };
+    x - clamped
 }
 
 impl Regularizer for L1 {

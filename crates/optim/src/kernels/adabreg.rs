@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::adam::AdamCoefficients;
-use super::{chunk_len, parallel};
+use super::{chunk_len, parallel, with_prox};
 use crate::Regularizer;
 
 /// AdaBreg step: reads `g`, `v`, `m₁`, `m₂`; writes `v`, `m₁`, `m₂`, `θ`.
@@ -25,7 +25,24 @@ pub fn adabreg(
     reg: &dyn Regularizer,
     group_size: usize,
 ) {
-    let c = chunk_len(group_size);
+    with_prox!(reg, delta, group_size, |prox, post| adabreg_with(
+        theta, v, m1, m2, g, k, delta, prox, post
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn adabreg_with(
+    theta: &mut [f32],
+    v: &mut [f32],
+    m1: &mut [f32],
+    m2: &mut [f32],
+    g: &[f32],
+    k: &AdamCoefficients,
+    delta: f32,
+    prox: impl Fn(f32) -> f32 + Sync,
+    post: Option<(&dyn Regularizer, usize)>,
+) {
+    let c = chunk_len(post.map_or(1, |p| p.1));
     type Chunk<'s> = (
         (&'s mut [f32], &'s mut [f32]),
         ((&'s mut [f32], &'s mut [f32]), &'s [f32]),
@@ -39,9 +56,11 @@ pub fn adabreg(
             .zip(g)
         {
             *v -= k.update(a, b, g); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)   (Alg. 3)
-            *t = delta * *v;
+            *t = prox(delta * *v); //   θ ← prox_{δJ}(δv)
         }
-        reg.prox(th, group_size, delta); // θ ← prox_{δJ}(δv)
+        if let Some((reg, gs)) = post {
+            reg.prox(th, gs, delta);
+        }
     };
     if parallel(theta.len()) {
         theta

@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::{chunk_len, parallel};
+use super::{chunk_len, parallel, with_prox};
 use crate::Regularizer;
 
 /// LinBreg step: reads `g`, `v`; writes `v`, `θ` (16 bytes per parameter).
@@ -24,13 +24,28 @@ pub fn linbreg(
     reg: &dyn Regularizer,
     group_size: usize,
 ) {
-    let c = chunk_len(group_size);
+    with_prox!(reg, delta, group_size, |prox, post| {
+        linbreg_with(theta, v, g, (tau, delta), prox, post)
+    })
+}
+
+fn linbreg_with(
+    theta: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    (tau, delta): (f32, f32),
+    prox: impl Fn(f32) -> f32 + Sync,
+    post: Option<(&dyn Regularizer, usize)>,
+) {
+    let c = chunk_len(post.map_or(1, |p| p.1));
     let body = |(th, (v, g)): (&mut [f32], (&mut [f32], &[f32]))| {
         for ((t, v), &g) in th.iter_mut().zip(v.iter_mut()).zip(g) {
-            *v -= tau * g; // v ← v − τ∇L(θ)       (2.8, first line)
-            *t = delta * *v;
+            *v -= tau * g; //          v ← v − τ∇L(θ)      (2.8, first line)
+            *t = prox(delta * *v); //  θ ← prox_{δJ}(δv)   (2.8, second line)
         }
-        reg.prox(th, group_size, delta); // θ ← prox_{δJ}(δv)   (2.8, second line)
+        if let Some((reg, gs)) = post {
+            reg.prox(th, gs, delta); // a group prox runs over the whole chunk
+        }
     };
     if parallel(theta.len()) {
         theta
@@ -58,15 +73,31 @@ pub fn linbreg_momentum(
     reg: &dyn Regularizer,
     group_size: usize,
 ) {
-    let c = chunk_len(group_size);
+    with_prox!(reg, delta, group_size, |prox, post| {
+        momentum_with(theta, v, m, g, (tau, beta, delta), prox, post)
+    })
+}
+
+fn momentum_with(
+    theta: &mut [f32],
+    v: &mut [f32],
+    m: &mut [f32],
+    g: &[f32],
+    (tau, beta, delta): (f32, f32, f32),
+    prox: impl Fn(f32) -> f32 + Sync,
+    post: Option<(&dyn Regularizer, usize)>,
+) {
+    let c = chunk_len(post.map_or(1, |p| p.1));
     #[allow(clippy::type_complexity)]
     let body = |((th, v), (m, g)): ((&mut [f32], &mut [f32]), (&mut [f32], &[f32]))| {
         for (((t, v), m), &g) in th.iter_mut().zip(v.iter_mut()).zip(m.iter_mut()).zip(g) {
             *m = beta * *m + (1.0 - beta) * tau * g; // m ← βm + (1−β)τg   (2.14)
             *v -= *m; //                                v ← v − m
-            *t = delta * *v;
+            *t = prox(delta * *v); //                   θ ← prox_{δJ}(δv)
         }
-        reg.prox(th, group_size, delta); //            θ ← prox_{δJ}(δv)
+        if let Some((reg, gs)) = post {
+            reg.prox(th, gs, delta);
+        }
     };
     if parallel(theta.len()) {
         theta

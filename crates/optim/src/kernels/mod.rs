@@ -4,8 +4,9 @@
 //! splits them into chunks of whole regularizer groups (about
 //! [`CHUNK`](bregman_tensor::parallel::CHUNK) values, a size that never depends
 //! on the thread count) and runs the chunks on rayon. Within a chunk the
-//! element-wise update is followed by the regularizer's prox on the same,
-//! still cache-resident, chunk. No kernel allocates.
+//! element-wise update applies an element-wise prox (ℓ1, none) inline, so θ is
+//! written once; a group prox (ℓ1,2) runs right after on the same, still
+//! cache-resident, chunk. No kernel allocates.
 
 pub mod adabreg;
 pub mod adam;
@@ -24,3 +25,39 @@ pub(crate) fn chunk_len(group_size: usize) -> usize {
 pub(crate) fn parallel(len: usize) -> bool {
     len >= PAR_THRESHOLD
 }
+
+/// Runs `$body` with `$prox` bound to the regularizer's element-wise prox
+/// `x ↦ prox_{tJ}(x)` as a concrete closure (so the update loop inlines and
+/// vectorises it) and `$post` to `Some((reg, group_size))` when the prox is a
+/// group prox that must run over each chunk after the loop instead.
+macro_rules! with_prox {
+    ($reg:expr, $t:expr, $gs:expr, |$prox:ident, $post:ident| $body:expr) => {{
+        use $crate::regularizer::{shrink, ElementwiseProx};
+        let reg: &dyn $crate::Regularizer = $reg;
+        match reg.elementwise() {
+            Some(ElementwiseProx::Identity) => {
+                let $prox = |x: f32| x;
+                let $post: Option<(&dyn $crate::Regularizer, usize)> = None;
+                $body
+            }
+            Some(ElementwiseProx::Shrink { lambda }) => {
+                let th = $t * lambda;
+                let $prox = move |x: f32| shrink(x, th);
+                let $post: Option<(&dyn $crate::Regularizer, usize)> = None;
+                $body
+            }
+            Some(ElementwiseProx::ShrinkNonnegative { lambda }) => {
+                let th = $t * lambda;
+                let $prox = move |x: f32| (x - th).max(0.0);
+                let $post: Option<(&dyn $crate::Regularizer, usize)> = None;
+                $body
+            }
+            None => {
+                let $prox = |x: f32| x;
+                let $post = Some((reg, $gs));
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_prox;
