@@ -7,12 +7,16 @@
 //! - [`autodiff`]: reverse-mode automatic differentiation on a tape.
 //! - [`layers`]: layers, the `Module` trait and the paper's models.
 //! - [`optim`]: regularizers, LinBreg/AdaBreg and baselines, sparse init, schedulers.
+//! - [`data`]: MNIST/Fashion-MNIST/CIFAR-10 readers, splits, batching.
+//! - [`train`]: the training loop, metrics, checkpoints, experiment presets.
 #![warn(missing_docs)]
 
 pub use bregman_autodiff as autodiff;
+pub use bregman_data as data;
 pub use bregman_layers as layers;
 pub use bregman_optim as optim;
 pub use bregman_tensor as tensor;
+pub use bregman_train as train;
 
 /// Keeps freed memory in the process instead of returning it to the OS.
 ///

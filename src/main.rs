@@ -1,24 +1,389 @@
-//! The `bregman` command-line tool.
+//! The `bregman` command-line tool: `train`, `eval`, `export`, `inspect`.
 
-fn main() {
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bregman::layers::Module;
+use bregman::train::{checkpoint, evaluate, export, metrics, Run, TrainConfig, TrainError};
+use clap::{Args, Parser, Subcommand};
+
+/// Sparse neural networks trained with Bregman iterations, on the CPU.
+#[derive(Parser)]
+#[command(name = "bregman", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (default: MNIST MLP with LinBreg on the shipped sample).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on its test set.
+    Eval {
+        /// A `checkpoint.safetensors` (or the run directory holding it).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Data directory (default: the one the run used).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Export the weights of a checkpoint as safetensors with PyTorch names.
+    Export {
+        /// A `checkpoint.safetensors` (or the run directory holding it).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print per-layer non-zeros, active neurons and non-zero kernels of a checkpoint.
+    Inspect {
+        /// A `checkpoint.safetensors` (or the run directory holding it).
+        checkpoint: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// mnist-mlp | fashion-convnet | fashion-convnet-group | cifar-resnet18 | mnist-denoiser
+    #[arg(long)]
+    experiment: Option<String>,
+    /// sgd | adam | proxgd | linbreg | linbreg-momentum | adabreg
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Learning rate τ.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Regularization strength λ.
+    #[arg(long)]
+    lambda: Option<f32>,
+    /// Elastic-net scale δ.
+    #[arg(long)]
+    delta: Option<f32>,
+    /// Momentum β.
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// Initial density r of non-zero weights, in (0, 1].
+    #[arg(long)]
+    sparse_init: Option<f32>,
+    /// Number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Training batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Data directory (default: $BREGMAN_DATA, else the shipped `data/`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output directory (default: runs/<experiment>-<optimizer>-<timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A TOML file with any subset of the configuration (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the run in this directory from its checkpoint.
+    #[arg(long, conflicts_with_all = ["experiment", "optimizer", "config"])]
+    resume: Option<PathBuf>,
+    /// Print only the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
     bregman::tune_allocator();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("--help") | Some("-h") | Some("help") => print_help(),
-        Some("--version") | Some("-V") => println!("bregman {}", env!("CARGO_PKG_VERSION")),
-        Some(other) => {
-            eprintln!("error: unknown or not yet available subcommand '{other}'");
-            print_help();
-            std::process::exit(2);
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train(args),
+        Command::Eval {
+            checkpoint,
+            data_dir,
+        } => eval(&checkpoint, data_dir),
+        Command::Export { checkpoint, out } => export_cmd(&checkpoint, &out),
+        Command::Inspect { checkpoint } => inspect(&checkpoint),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn print_help() {
-    println!(
-        "bregman {}\nSparse neural networks trained with Bregman iterations.\n\n\
-         Subcommands (in progress): train, eval, export, inspect\n\
-         Options: --help, --version",
-        env!("CARGO_PKG_VERSION")
+/// `--data-dir`, else `$BREGMAN_DATA`, else `data/` here, else the repository's `data/`.
+fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = flag {
+        return d;
+    }
+    if let Some(d) = std::env::var_os("BREGMAN_DATA") {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from("data");
+    if here.is_dir() {
+        here
+    } else {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data"))
+    }
+}
+
+/// UTC `YYYYMMDD-HHMMSS` (days-to-civil conversion, no time-zone crate).
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
+    // Experiment and optimizer pick the preset; a config file may name them too.
+    let file: Option<toml::Table> = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| TrainError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            Some(toml::from_str(&text).map_err(|e| TrainError::Format {
+                path: p.clone(),
+                what: e.to_string(),
+            })?)
+        }
+        None => None,
+    };
+    let from_file = |key: &str| {
+        file.as_ref()
+            .and_then(|t| t.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let experiment = args
+        .experiment
+        .clone()
+        .or_else(|| from_file("experiment"))
+        .unwrap_or_else(|| "mnist-mlp".into());
+    let optimizer = args.optimizer.clone().or_else(|| from_file("optimizer"));
+    let mut cfg = TrainConfig::preset(&experiment, optimizer.as_deref())?;
+    if let Some(p) = &args.config {
+        cfg = cfg.merge_file(p)?;
+    }
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
+    }
+    set!(
+        lr,
+        lambda,
+        delta,
+        momentum,
+        sparse_init,
+        epochs,
+        batch_size,
+        seed
     );
+    if args.data_dir.is_some() || args.config.is_none() {
+        cfg.data_dir = data_dir(args.data_dir.clone());
+    }
+    cfg.out = match &args.out {
+        Some(o) => o.clone(),
+        None if cfg.out.as_os_str().is_empty() => PathBuf::from("runs").join(format!(
+            "{}-{}-{}",
+            cfg.experiment,
+            cfg.optimizer,
+            timestamp()
+        )),
+        None => cfg.out.clone(),
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn train(args: TrainArgs) -> Result<(), TrainError> {
+    let mut run = match &args.resume {
+        Some(dir) => {
+            let run = Run::resume(dir, args.data_dir.clone())?;
+            if !args.quiet {
+                println!("resuming {} after epoch {}", dir.display(), run.epoch());
+            }
+            run
+        }
+        None => {
+            let cfg = resolve_config(&args)?;
+            Run::new(cfg)?
+        }
+    };
+    if let Some(e) = args.epochs {
+        run.cfg.epochs = e;
+    }
+    run.verbose = !args.quiet;
+    let c = &run.cfg;
+    if !args.quiet {
+        println!(
+            "{} | {} | lr {} λ {} δ {} β {} | r {} | {} train / {} val / {} test images from {} | output {}",
+            c.experiment,
+            c.optimizer,
+            c.lr,
+            c.lambda,
+            c.delta,
+            c.momentum,
+            c.sparse_init,
+            run.train.len(),
+            run.val.len(),
+            run.test.len(),
+            c.data_dir.display(),
+            c.out.display()
+        );
+    }
+    let history = run.run()?.to_vec();
+    print_summary(&run.cfg, &history);
+    Ok(())
+}
+
+fn print_summary(cfg: &TrainConfig, history: &[bregman::train::EpochMetrics]) {
+    let Some(last) = history.last() else { return };
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+    let best = history
+        .iter()
+        .filter_map(|m| m.val_acc.map(|a| (m.epoch, a)))
+        .fold(None, |b: Option<(usize, f64)>, (e, a)| {
+            if b.is_none_or(|(_, ba)| a > ba) {
+                Some((e, a))
+            } else {
+                b
+            }
+        });
+    println!();
+    println!(
+        "summary ({} epochs, {:.1}s)",
+        last.epoch,
+        history.iter().map(|m| m.seconds).sum::<f64>()
+    );
+    println!("  {:<22} {}", "final test accuracy", pct(last.test_acc));
+    println!("  {:<22} {}", "final val accuracy", pct(last.val_acc));
+    if let Some((e, a)) = best {
+        println!("  {:<22} {} (epoch {e})", "best val accuracy", pct(Some(a)));
+    }
+    if let (Some(s), Some(p)) = (last.test_ssim, last.test_psnr) {
+        println!("  {:<22} {s:.4} / {p:.2} dB", "test SSIM / PSNR");
+    }
+    println!("  {:<22} {:.2}%", "N_total", 100.0 * last.n_total);
+    if let Some(v) = last.n_linear {
+        println!("  {:<22} {:.2}%", "N_linear", 100.0 * v);
+    }
+    if let Some(v) = last.n_conv {
+        println!("  {:<22} {:.2}%", "N_conv (kernels)", 100.0 * v);
+    }
+    let neurons: Vec<String> = last
+        .neurons
+        .iter()
+        .map(|(_, a, t)| format!("{a}/{t}"))
+        .collect();
+    println!("  {:<22} {}", "active neurons", neurons.join(" "));
+    println!("  {:<22} {}", "outputs", cfg.out.display());
+}
+
+fn checkpoint_path(p: &Path) -> PathBuf {
+    if p.is_dir() {
+        p.join("checkpoint.safetensors")
+    } else {
+        p.to_path_buf()
+    }
+}
+
+fn eval(ckpt: &Path, data: Option<PathBuf>) -> Result<(), TrainError> {
+    let path = checkpoint_path(ckpt);
+    let ck = checkpoint::load(&path)?;
+    let mut cfg = ck.config.clone();
+    if let Some(d) = data {
+        cfg.data_dir = d;
+    }
+    let mut model = bregman::train::build_model(&cfg)?;
+    ck.restore_model(&mut model, &path)?;
+    let (_, test) =
+        bregman::data::load(&cfg.data_dir, bregman::train::dataset_kind(&cfg.experiment))?;
+    let e = evaluate(&mut model, &cfg, &test)?;
+    let sp = metrics::sparsity(&model.params());
+    println!(
+        "{} after epoch {}: {} test images",
+        cfg.experiment,
+        ck.state.epoch,
+        test.len()
+    );
+    println!("  test loss     {:.4}", e.loss);
+    if let Some(a) = e.acc {
+        println!("  test accuracy {:.2}%", 100.0 * a);
+    }
+    if let (Some(s), Some(p)) = (e.ssim, e.psnr) {
+        println!("  test SSIM     {s:.4}\n  test PSNR     {p:.2} dB");
+    }
+    println!("  N_total       {:.2}%", 100.0 * sp.n_total);
+    Ok(())
+}
+
+fn export_cmd(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
+    let n = export::export(&checkpoint_path(ckpt), out)?;
+    println!("wrote {n} tensors to {}", out.display());
+    Ok(())
+}
+
+fn inspect(ckpt: &Path) -> Result<(), TrainError> {
+    let path = checkpoint_path(ckpt);
+    let ck = checkpoint::load(&path)?;
+    let mut model = bregman::train::build_model(&ck.config)?;
+    ck.restore_model(&mut model, &path)?;
+    let sp = metrics::sparsity(&model.params());
+    println!(
+        "{} ({}), epoch {}",
+        ck.config.experiment, ck.config.optimizer, ck.state.epoch
+    );
+    println!(
+        "{:<32} {:>12} {:>9} {:>15} {:>15}",
+        "weight", "non-zeros", "%", "active rows", "non-zero kernels"
+    );
+    for l in &sp.layers {
+        let kernels = if l.kernels > 0 {
+            format!("{}/{}", l.nonzero_kernels, l.kernels)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<32} {:>12} {:>8.2}% {:>15} {:>15}",
+            l.name,
+            format!("{}/{}", l.nonzero, l.total),
+            100.0 * l.nonzero as f64 / l.total.max(1) as f64,
+            format!("{}/{}", l.active_rows, l.rows),
+            kernels
+        );
+    }
+    let pct = |x: f64| {
+        if x.is_finite() {
+            format!("{:.2}%", 100.0 * x)
+        } else {
+            "-".into()
+        }
+    };
+    println!(
+        "N_total {}  N_linear {}  N_conv {}",
+        pct(sp.n_total),
+        pct(sp.n_linear),
+        pct(sp.n_conv)
+    );
+    Ok(())
 }

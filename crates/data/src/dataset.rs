@@ -1,0 +1,340 @@
+//! In-memory image classification data sets, their train/validation split
+//! and seeded, reproducible batching.
+
+use std::path::{Path, PathBuf};
+
+use bregman_tensor::Tensor;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::cifar::read_cifar_batches;
+use crate::idx::read_idx;
+use crate::DataError;
+
+/// The data sets the experiments use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetKind {
+    /// MNIST digits, 1×28×28.
+    Mnist,
+    /// Fashion-MNIST, 1×28×28.
+    FashionMnist,
+    /// CIFAR-10, 3×32×32.
+    Cifar10,
+}
+
+impl DatasetKind {
+    /// Sub-directory of the data directory (`mnist`, `fashion-mnist`, `cifar-10`).
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar-10",
+        }
+    }
+
+    /// Per-channel normalisation `(mean, std)` of SPEC §5.
+    pub fn normalization(self) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            DatasetKind::Mnist => (vec![0.1307], vec![0.3081]),
+            DatasetKind::FashionMnist => (vec![0.5], vec![0.5]),
+            DatasetKind::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2023, 0.1994, 0.2010]),
+        }
+    }
+}
+
+/// Images (bytes) with labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Pixels, `[N, C, H, W]` row-major, 0–255.
+    pub images: Vec<u8>,
+    /// Class labels.
+    pub labels: Vec<u8>,
+    /// `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// Which data set this is (normalisation constants).
+    pub kind: DatasetKind,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values per image.
+    pub fn image_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let n = self.image_len();
+        let mut images = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            images.extend_from_slice(&self.images[i * n..(i + 1) * n]);
+        }
+        Dataset {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            kind: self.kind,
+        }
+    }
+
+    /// Splits off a validation set of `fraction` of the images, chosen by a
+    /// seeded permutation: `(train, validation)`.
+    pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5B11));
+        let n_val = ((self.len() as f64) * fraction).round() as usize;
+        let (val, train) = idx.split_at(n_val.min(self.len()));
+        let (mut train, mut val) = (train.to_vec(), val.to_vec());
+        train.sort_unstable();
+        val.sort_unstable();
+        (self.subset(&train), self.subset(&val))
+    }
+}
+
+/// How batches are made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchOptions {
+    /// Images per batch (the last batch may be smaller).
+    pub batch_size: usize,
+    /// Shuffle the order each epoch.
+    pub shuffle: bool,
+    /// CIFAR augmentation: random crop with 4 pixels of zero padding and a
+    /// random horizontal flip.
+    pub augment: bool,
+    /// Denoising: inputs are the clean image plus `N(0, σ²)` noise, targets
+    /// the clean image, both scaled to [0, 1] without normalisation.
+    pub noise_std: Option<f32>,
+}
+
+/// One batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Inputs `[B, C, H, W]`.
+    pub x: Tensor,
+    /// Labels.
+    pub labels: Vec<usize>,
+    /// Denoising targets `[B, C, H, W]`.
+    pub target: Option<Tensor>,
+}
+
+/// The seed of epoch `epoch`'s randomness (shuffling, augmentation, noise).
+fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch.wrapping_add(1));
+    rng
+}
+
+/// The batches of one epoch. All randomness derives from `(seed, epoch)`, so
+/// a resumed run sees exactly the batches the uninterrupted run would have.
+pub fn batches(
+    ds: &Dataset,
+    opts: BatchOptions,
+    seed: u64,
+    epoch: u64,
+) -> impl Iterator<Item = Batch> + '_ {
+    let mut rng = epoch_rng(seed, epoch);
+    let mut order: Vec<usize> = (0..ds.len()).collect();
+    if opts.shuffle {
+        order.shuffle(&mut rng);
+    }
+    let bs = opts.batch_size.max(1);
+    let (mean, std) = ds.kind.normalization();
+    let n = ds.image_len();
+    let [c, h, w] = ds.shape;
+    let noise = opts.noise_std.and_then(|s| Normal::new(0.0f32, s).ok());
+    (0..order.len().div_ceil(bs)).map(move |b| {
+        let idx = &order[b * bs..((b + 1) * bs).min(order.len())];
+        let mut x = vec![0.0f32; idx.len() * n];
+        let mut target = noise.map(|_| vec![0.0f32; idx.len() * n]);
+        for (k, &i) in idx.iter().enumerate() {
+            let img = &ds.images[i * n..(i + 1) * n];
+            let out = &mut x[k * n..(k + 1) * n];
+            if let (Some(noise), Some(t)) = (noise, target.as_mut()) {
+                for ((o, tv), &p) in out.iter_mut().zip(&mut t[k * n..(k + 1) * n]).zip(img) {
+                    let clean = p as f32 / 255.0;
+                    *tv = clean;
+                    *o = clean + noise.sample(&mut rng);
+                }
+                continue;
+            }
+            let (dy, dx, flip) = if opts.augment {
+                (
+                    rng.gen_range(0..9) as isize - 4,
+                    rng.gen_range(0..9) as isize - 4,
+                    rng.gen_bool(0.5),
+                )
+            } else {
+                (0, 0, false)
+            };
+            for ch in 0..c {
+                let (m, s) = (mean[ch % mean.len()], std[ch % std.len()]);
+                for y in 0..h {
+                    for xx in 0..w {
+                        let sy = y as isize + dy;
+                        let sx0 = if flip {
+                            (w - 1 - xx) as isize
+                        } else {
+                            xx as isize
+                        };
+                        let sx = sx0 + dx;
+                        let v = if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
+                            img[(ch * h + sy as usize) * w + sx as usize] as f32 / 255.0
+                        } else {
+                            0.0 // zero padding (of the raw image, as torchvision pads before normalising)
+                        };
+                        out[(ch * h + y) * w + xx] = (v - m) / s;
+                    }
+                }
+            }
+        }
+        let shape = [idx.len(), c, h, w];
+        Batch {
+            x: Tensor::from_vec(&shape, x).expect("batch size"),
+            labels: idx.iter().map(|&i| ds.labels[i] as usize).collect(),
+            target: target.map(|t| Tensor::from_vec(&shape, t).expect("batch size")),
+        }
+    })
+}
+
+/// The first of `names` (each tried with `.gz` first) that exists in `dir`.
+fn find(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
+    for candidate in [format!("{name}.gz"), name.to_string()] {
+        let p = dir.join(&candidate);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(DataError::Missing {
+        dir: dir.to_path_buf(),
+        what: name.to_string(),
+        tried: format!("{name}.gz, {name}"),
+    })
+}
+
+fn load_idx_pair(
+    dir: &Path,
+    images: &str,
+    labels: &str,
+    kind: DatasetKind,
+) -> Result<Dataset, DataError> {
+    let (ip, lp) = (find(dir, images)?, find(dir, labels)?);
+    let img = read_idx(&ip)?;
+    let lab = read_idx(&lp)?;
+    if img.dims.len() != 3 {
+        return Err(DataError::corrupt(
+            &ip,
+            format!("expected 3 dimensions [N, H, W], header has {:?}", img.dims),
+        ));
+    }
+    if lab.dims.len() != 1 {
+        return Err(DataError::corrupt(
+            &lp,
+            format!("expected 1 dimension [N], header has {:?}", lab.dims),
+        ));
+    }
+    if img.dims[0] != lab.dims[0] {
+        return Err(DataError::Mismatch(format!(
+            "{} has {} images but {} has {} labels",
+            ip.display(),
+            img.dims[0],
+            lp.display(),
+            lab.dims[0]
+        )));
+    }
+    if let Some((i, &l)) = lab.data.iter().enumerate().find(|(_, &l)| l >= 10) {
+        return Err(DataError::corrupt(
+            &lp,
+            format!("label {l} at index {i} (must be < 10)"),
+        ));
+    }
+    Ok(Dataset {
+        images: img.data,
+        labels: lab.data,
+        shape: [1, img.dims[1], img.dims[2]],
+        kind,
+    })
+}
+
+/// Loads `(train, test)` of an IDX data set from `dir` (the files
+/// `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+/// `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`).
+///
+/// **Errors** naming the file if one is missing, truncated or corrupt.
+pub fn load_idx_dataset(dir: &Path, kind: DatasetKind) -> Result<(Dataset, Dataset), DataError> {
+    let train = load_idx_pair(
+        dir,
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        kind,
+    )?;
+    let test = load_idx_pair(
+        dir,
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        kind,
+    )?;
+    Ok((train, test))
+}
+
+/// Loads `(train, test)` of CIFAR-10 from `dir` (`data_batch_1.bin` …
+/// `data_batch_5.bin`, `test_batch.bin`; the training batches present are used).
+///
+/// **Errors** naming the file if one is missing or corrupt.
+pub fn load_cifar10(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
+    let train_files: Vec<PathBuf> = (1..=5)
+        .map(|i| dir.join(format!("data_batch_{i}.bin")))
+        .filter(|p| p.is_file())
+        .collect();
+    if train_files.is_empty() {
+        return Err(DataError::Missing {
+            dir: dir.to_path_buf(),
+            what: "CIFAR-10 training batches".into(),
+            tried: "data_batch_1.bin … data_batch_5.bin".into(),
+        });
+    }
+    let test_file = dir.join("test_batch.bin");
+    if !test_file.is_file() {
+        return Err(DataError::Missing {
+            dir: dir.to_path_buf(),
+            what: "CIFAR-10 test batch".into(),
+            tried: "test_batch.bin".into(),
+        });
+    }
+    let (images, labels) = read_cifar_batches(&train_files)?;
+    let train = Dataset {
+        images,
+        labels,
+        shape: [3, 32, 32],
+        kind: DatasetKind::Cifar10,
+    };
+    let (images, labels) = read_cifar_batches(&[test_file])?;
+    let test = Dataset {
+        images,
+        labels,
+        shape: [3, 32, 32],
+        kind: DatasetKind::Cifar10,
+    };
+    Ok((train, test))
+}
+
+/// Loads `(train, test)` of `kind` from `data_dir/<kind's directory>`.
+///
+/// **Errors** as [`load_idx_dataset`] / [`load_cifar10`].
+pub fn load(data_dir: &Path, kind: DatasetKind) -> Result<(Dataset, Dataset), DataError> {
+    let dir = data_dir.join(kind.dir_name());
+    match kind {
+        DatasetKind::Cifar10 => load_cifar10(&dir),
+        _ => load_idx_dataset(&dir, kind),
+    }
+}

@@ -1,0 +1,322 @@
+//! The full, resolved configuration of a run, and the experiment presets
+//! carrying the authors' settings (SPEC §5).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// The experiments of the paper.
+pub const EXPERIMENTS: &[&str] = &[
+    "mnist-mlp",
+    "fashion-convnet",
+    "fashion-convnet-group",
+    "cifar-resnet18",
+    "mnist-denoiser",
+];
+
+/// The optimizers.
+pub const OPTIMIZERS: &[&str] = &[
+    "sgd",
+    "adam",
+    "proxgd",
+    "linbreg",
+    "linbreg-momentum",
+    "adabreg",
+];
+
+/// Every setting of a training run. Written to `config.toml` in the output
+/// directory; `--config FILE.toml` reads the same format (missing fields take
+/// the preset's values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// One of [`EXPERIMENTS`].
+    pub experiment: String,
+    /// One of [`OPTIMIZERS`].
+    pub optimizer: String,
+    /// Learning rate τ.
+    pub lr: f32,
+    /// Regularization strength λ of the weight groups.
+    pub lambda: f32,
+    /// Elastic-net scale δ of the Bregman methods.
+    pub delta: f32,
+    /// Momentum β (SGD, LinBreg-momentum).
+    pub momentum: f32,
+    /// Initial density `r` of non-zero weights (rows for row sparsity, kernels for kernel sparsity).
+    pub sparse_init: f32,
+    /// Gain of the Kaiming-normal initial weights.
+    pub init_gain: f32,
+    /// `b` of the initial biases `U[0, b/√fan_in]`.
+    pub init_bias: f32,
+    /// Regularizer of linear weights: `none`, `l1`, `group-rows`.
+    pub linear_regularizer: String,
+    /// Regularizer of conv weights: `none`, `l1`, `group-kernels`, `l1+group-kernels`.
+    pub conv_regularizer: String,
+    /// Epochs.
+    pub epochs: usize,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Evaluation batch size.
+    pub eval_batch_size: usize,
+    /// Fraction of the training set held out for validation.
+    pub val_fraction: f64,
+    /// Seed of every random choice (init, split, shuffling, augmentation, noise).
+    pub seed: u64,
+    /// Data directory (with `mnist/`, `fashion-mnist/`, `cifar-10/`).
+    pub data_dir: PathBuf,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Halve the learning rate when validation accuracy stalls (factor 0.5, patience 5, threshold 1%).
+    pub lr_plateau: bool,
+    /// Noise standard deviation of the denoising experiment.
+    pub noise_std: f32,
+}
+
+/// The per-experiment part of a preset.
+struct Preset {
+    lr_sgd: f32,
+    lr_adaptive: f32,
+    lambda: f32,
+    gain_sparse: f32,
+    bias: f32,
+    linear: &'static str,
+    conv: &'static str,
+    epochs: usize,
+    default_optimizer: &'static str,
+}
+
+fn preset(experiment: &str) -> Option<Preset> {
+    Some(match experiment {
+        // Fig. 2/3: τ = 0.1, λ = 0.1, r = 0.01, gain 0.7/√r.
+        "mnist-mlp" => Preset {
+            lr_sgd: 0.1,
+            lr_adaptive: 1e-3,
+            lambda: 0.1,
+            gain_sparse: f32::NAN, // 0.7/√r, computed from r
+            bias: 1.0,
+            linear: "l1",
+            conv: "none",
+            epochs: 100,
+            default_optimizer: "linbreg",
+        },
+        // Table 1: ℓ1 everywhere, AdaBreg τ = 1e-3, λ = 0.5, gain 10, bias b = 10.
+        "fashion-convnet" => Preset {
+            lr_sgd: 0.1,
+            lr_adaptive: 1e-3,
+            lambda: 0.5,
+            gain_sparse: 10.0,
+            bias: 10.0,
+            linear: "l1",
+            conv: "l1",
+            epochs: 20,
+            default_optimizer: "adabreg",
+        },
+        // Table 2: group ℓ1,2 on conv kernels + ℓ1 on linear weights.
+        "fashion-convnet-group" => Preset {
+            lr_sgd: 0.1,
+            lr_adaptive: 1e-3,
+            lambda: 0.5,
+            gain_sparse: 10.0,
+            bias: 10.0,
+            linear: "l1",
+            conv: "group-kernels",
+            epochs: 20,
+            default_optimizer: "adabreg",
+        },
+        // Table 3: AdaBreg τ = 1e-3, kernel-group λ = 0.1 on conv weights, gain 5.
+        "cifar-resnet18" => Preset {
+            lr_sgd: 0.1,
+            lr_adaptive: 1e-3,
+            lambda: 0.1,
+            gain_sparse: 5.0,
+            bias: 1.0,
+            linear: "none",
+            conv: "group-kernels",
+            epochs: 100,
+            default_optimizer: "adabreg",
+        },
+        // Sec. 4.6: row sparsity λ = 0.07, AdaBreg τ = 1e-3, gain 5, noise 0.1.
+        "mnist-denoiser" => Preset {
+            lr_sgd: 0.1,
+            lr_adaptive: 1e-3,
+            lambda: 0.07,
+            gain_sparse: 5.0,
+            bias: 1.0,
+            linear: "group-rows",
+            conv: "none",
+            epochs: 50,
+            default_optimizer: "adabreg",
+        },
+        _ => return None,
+    })
+}
+
+impl TrainConfig {
+    /// The preset of `experiment` for `optimizer` (`None`: the experiment's
+    /// default optimizer), with the data directory and output left to the caller.
+    ///
+    /// **Errors** on an unknown experiment or optimizer.
+    pub fn preset(experiment: &str, optimizer: Option<&str>) -> Result<TrainConfig, TrainError> {
+        let p = preset(experiment).ok_or_else(|| {
+            TrainError::Config(format!(
+                "unknown experiment '{experiment}' (choose from {})",
+                EXPERIMENTS.join(", ")
+            ))
+        })?;
+        let optimizer = optimizer.unwrap_or(p.default_optimizer);
+        if !OPTIMIZERS.contains(&optimizer) {
+            return Err(TrainError::Config(format!(
+                "unknown optimizer '{optimizer}' (choose from {})",
+                OPTIMIZERS.join(", ")
+            )));
+        }
+        let adaptive = matches!(optimizer, "adam" | "adabreg");
+        let sparse = matches!(
+            optimizer,
+            "linbreg" | "linbreg-momentum" | "adabreg" | "proxgd"
+        );
+        // Dense baselines start dense with the plain Kaiming init; sparse
+        // methods start at r = 1% (SPEC §3).
+        let r: f32 = if sparse { 0.01 } else { 1.0 };
+        let gain = if p.gain_sparse.is_nan() {
+            0.7 / r.sqrt()
+        } else if sparse {
+            p.gain_sparse
+        } else {
+            1.0
+        };
+        let lambda = match optimizer {
+            "proxgd" if experiment == "mnist-mlp" => 1e-4,
+            "sgd" | "adam" => 0.0,
+            _ => p.lambda,
+        };
+        Ok(TrainConfig {
+            experiment: experiment.to_string(),
+            optimizer: optimizer.to_string(),
+            lr: if adaptive { p.lr_adaptive } else { p.lr_sgd },
+            lambda,
+            delta: 1.0,
+            momentum: if optimizer == "linbreg-momentum" {
+                0.9
+            } else {
+                0.0
+            },
+            sparse_init: r,
+            init_gain: gain,
+            init_bias: p.bias,
+            linear_regularizer: if sparse { p.linear } else { "none" }.to_string(),
+            conv_regularizer: if sparse { p.conv } else { "none" }.to_string(),
+            epochs: p.epochs,
+            batch_size: 128,
+            eval_batch_size: 1000,
+            val_fraction: 0.05,
+            seed: 0,
+            data_dir: PathBuf::from("data"),
+            out: PathBuf::new(),
+            lr_plateau: true,
+            noise_std: 0.1,
+        })
+    }
+
+    /// Checks every value; the message names the flag and the value.
+    ///
+    /// **Errors** on the first invalid value.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |flag: &str, value: String, why: &str| {
+            Err(TrainError::Config(format!("--{flag} {value}: {why}")))
+        };
+        if !EXPERIMENTS.contains(&self.experiment.as_str()) {
+            return bad(
+                "experiment",
+                self.experiment.clone(),
+                &format!("unknown (choose from {})", EXPERIMENTS.join(", ")),
+            );
+        }
+        if !OPTIMIZERS.contains(&self.optimizer.as_str()) {
+            return bad(
+                "optimizer",
+                self.optimizer.clone(),
+                &format!("unknown (choose from {})", OPTIMIZERS.join(", ")),
+            );
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", self.lr.to_string(), "must be > 0");
+        }
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return bad("lambda", self.lambda.to_string(), "must be ≥ 0");
+        }
+        if !(self.delta > 0.0 && self.delta.is_finite()) {
+            return bad("delta", self.delta.to_string(), "must be > 0");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad("momentum", self.momentum.to_string(), "must be in [0, 1)");
+        }
+        if !(self.sparse_init > 0.0 && self.sparse_init <= 1.0) {
+            return bad(
+                "sparse-init",
+                self.sparse_init.to_string(),
+                "must be in (0, 1]",
+            );
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "0".into(), "must be ≥ 1");
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch-size", "0".into(), "must be ≥ 1");
+        }
+        if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
+            return bad(
+                "val-fraction",
+                self.val_fraction.to_string(),
+                "must be in [0, 1)",
+            );
+        }
+        if !(self.init_gain.is_finite() && self.init_gain > 0.0) {
+            return bad("init-gain", self.init_gain.to_string(), "must be > 0");
+        }
+        for (flag, value, allowed) in [
+            (
+                "linear-regularizer",
+                &self.linear_regularizer,
+                &["none", "l1", "group-rows"][..],
+            ),
+            (
+                "conv-regularizer",
+                &self.conv_regularizer,
+                &["none", "l1", "group-kernels", "l1+group-kernels"][..],
+            ),
+        ] {
+            if !allowed.contains(&value.as_str()) {
+                return bad(
+                    flag,
+                    value.clone(),
+                    &format!("unknown (choose from {})", allowed.join(", ")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a TOML file with any subset of the fields over `self`.
+    ///
+    /// **Errors** naming the file on a read or parse error (e.g. an unknown field).
+    pub fn merge_file(&self, path: &Path) -> Result<TrainConfig, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+        let overrides: toml::Table =
+            toml::from_str(&text).map_err(|e| TrainError::format(path, e))?;
+        let mut base = toml::Table::try_from(self).map_err(|e| TrainError::format(path, e))?;
+        for (k, v) in overrides {
+            base.insert(k, v);
+        }
+        toml::Value::Table(base)
+            .try_into()
+            .map_err(|e| TrainError::format(path, e))
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}

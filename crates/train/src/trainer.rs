@@ -1,0 +1,675 @@
+//! The training loop: epochs of training, validation, test and sparsity
+//! metrics, schedulers, outputs (CSV, JSON, SVG plots) and checkpoints.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bregman_autodiff::Tape;
+use bregman_data::{batches, load, BatchOptions, Dataset, DatasetKind};
+use bregman_layers::{models, Module, ParamKind, Sequential};
+use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
+use bregman_optim::schedule::PlateauScheduler;
+use bregman_optim::{
+    GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer, OptimError,
+    Optimizer, Regularizer, L1,
+};
+use bregman_tensor::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, RunState};
+use crate::metrics::{psnr, sparsity, ssim};
+use crate::plot::{line_chart, Series};
+use crate::{TrainConfig, TrainError};
+
+/// The metrics of one epoch (one row of `metrics.csv`; more in `metrics.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate of the first group during the epoch.
+    pub lr: f32,
+    /// λ of the first regularized group.
+    pub lambda: f32,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (classification).
+    pub train_acc: Option<f64>,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy (classification).
+    pub val_acc: Option<f64>,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Test accuracy (classification).
+    pub test_acc: Option<f64>,
+    /// Test SSIM (denoising).
+    pub test_ssim: Option<f64>,
+    /// Test PSNR in dB (denoising).
+    pub test_psnr: Option<f64>,
+    /// Non-zero fraction of all weights.
+    pub n_total: f64,
+    /// Non-zero fraction of linear weights (`None` without linear layers).
+    pub n_linear: Option<f64>,
+    /// Non-zero fraction of conv kernels (`None` without conv layers).
+    pub n_conv: Option<f64>,
+    /// Active neurons (non-zero rows) per weight: `(name, active, rows)`.
+    pub neurons: Vec<(String, usize, usize)>,
+    /// `J(θ)` per parameter group.
+    pub regularizer: Vec<(String, f64)>,
+    /// Wall time of the epoch (training + evaluation), seconds.
+    pub seconds: f64,
+}
+
+/// Loss and accuracy (and image metrics) of a model on a data set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy (classification).
+    pub acc: Option<f64>,
+    /// Mean SSIM (denoising).
+    pub ssim: Option<f64>,
+    /// Mean PSNR (denoising).
+    pub psnr: Option<f64>,
+}
+
+/// Which data set an experiment uses.
+pub fn dataset_kind(experiment: &str) -> DatasetKind {
+    match experiment {
+        "fashion-convnet" | "fashion-convnet-group" => DatasetKind::FashionMnist,
+        "cifar-resnet18" => DatasetKind::Cifar10,
+        _ => DatasetKind::Mnist,
+    }
+}
+
+fn is_denoising(cfg: &TrainConfig) -> bool {
+    cfg.experiment == "mnist-denoiser"
+}
+
+/// Builds the experiment's model, initialised from `cfg.seed` (sparse
+/// initialisation with density `cfg.sparse_init` for r < 1).
+///
+/// **Errors** on an invalid initialisation setting.
+pub fn build_model(cfg: &TrainConfig) -> Result<Sequential, TrainError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut model = match cfg.experiment.as_str() {
+        "mnist-mlp" => models::mlp(&[784, 200, 80, 10], &mut rng),
+        "fashion-convnet" | "fashion-convnet-group" => models::paper_convnet(&mut rng),
+        "cifar-resnet18" => models::resnet18_cifar(10, &mut rng),
+        "mnist-denoiser" => models::denoiser(&mut rng),
+        other => return Err(TrainError::Config(format!("unknown experiment '{other}'"))),
+    };
+    let mask = |reg: &str| match reg {
+        "group-rows" => MaskMode::Rows,
+        "group-kernels" | "l1+group-kernels" => MaskMode::Kernels,
+        _ => MaskMode::Elements,
+    };
+    let init = SparseInit {
+        density: cfg.sparse_init,
+        linear_mask: mask(&cfg.linear_regularizer),
+        conv_mask: mask(&cfg.conv_regularizer),
+        gain: cfg.init_gain,
+        bias_scale: cfg.init_bias,
+    };
+    sparse_init(&mut model.params_mut(), &init, &mut rng)?;
+    Ok(model)
+}
+
+fn regularizer(name: &str, lambda: f32) -> Box<dyn Regularizer> {
+    match name {
+        "l1" => Box::new(L1::new(lambda)),
+        "group-rows" => Box::new(GroupL12::rows(lambda)),
+        "group-kernels" => Box::new(GroupL12::kernels(lambda)),
+        "l1+group-kernels" => Box::new(L1PlusGroup {
+            l1: L1::new(lambda),
+            group: GroupL12::kernels(lambda),
+        }),
+        _ => Box::new(NoRegularizer),
+    }
+}
+
+/// The optimizer of `cfg` over `model`'s parameters: groups {linear
+/// weights}, {conv weights} with their regularizers, and {biases, batchnorm}
+/// with `J = 0`.
+///
+/// **Errors** on an invalid hyper-parameter.
+pub fn build_optimizer(
+    cfg: &TrainConfig,
+    model: &dyn Module,
+) -> Result<GroupedOptimizer, TrainError> {
+    let method = match cfg.optimizer.as_str() {
+        "sgd" => Method::Sgd,
+        "adam" => Method::Adam,
+        "proxgd" => Method::ProxGd,
+        "linbreg" | "linbreg-momentum" => Method::LinBreg,
+        "adabreg" => Method::AdaBreg,
+        other => return Err(TrainError::Config(format!("unknown optimizer '{other}'"))),
+    };
+    let h = Hyper {
+        lr: cfg.lr,
+        delta: cfg.delta,
+        momentum: cfg.momentum,
+        ..Hyper::default()
+    };
+    let specs = vec![
+        GroupSpec::new(
+            "linear_weights",
+            &[ParamKind::LinearWeight],
+            h,
+            regularizer(&cfg.linear_regularizer, cfg.lambda),
+        ),
+        GroupSpec::new(
+            "conv_weights",
+            &[ParamKind::ConvWeight],
+            h,
+            regularizer(&cfg.conv_regularizer, cfg.lambda),
+        ),
+        GroupSpec::new(
+            "biases_and_batchnorm",
+            &[ParamKind::Bias, ParamKind::BnWeight, ParamKind::BnBias],
+            h,
+            Box::new(NoRegularizer),
+        ),
+    ];
+    Ok(GroupedOptimizer::new(method, &model.params(), specs)?)
+}
+
+/// A training run in progress.
+pub struct Run {
+    /// The configuration.
+    pub cfg: TrainConfig,
+    /// The model.
+    pub model: Sequential,
+    /// The optimizer.
+    pub opt: GroupedOptimizer,
+    /// The learning-rate scheduler.
+    pub plateau: PlateauScheduler,
+    /// Training split.
+    pub train: Dataset,
+    /// Validation split.
+    pub val: Dataset,
+    /// Test set.
+    pub test: Dataset,
+    /// Metrics of completed epochs.
+    pub history: Vec<EpochMetrics>,
+    /// Print progress.
+    pub verbose: bool,
+}
+
+impl Run {
+    /// Loads the data, builds model and optimizer, creates the output directory.
+    ///
+    /// **Errors** on invalid configuration, missing or corrupt data, or data
+    /// whose images do not fit the model.
+    pub fn new(cfg: TrainConfig) -> Result<Run, TrainError> {
+        cfg.validate()?;
+        let (train_full, test) = load(&cfg.data_dir, dataset_kind(&cfg.experiment))?;
+        let (train, val) = train_full.split(cfg.val_fraction, cfg.seed);
+        let model = build_model(&cfg)?;
+        let opt = build_optimizer(&cfg, &model)?;
+        let run = Run {
+            cfg,
+            model,
+            opt,
+            plateau: PlateauScheduler::default(),
+            train,
+            val,
+            test,
+            history: Vec::new(),
+            verbose: false,
+        };
+        run.check_input_shape()?;
+        Ok(run)
+    }
+
+    /// Continues the run saved in `dir` (its `checkpoint.safetensors`).
+    ///
+    /// **Errors** if the checkpoint is missing or does not fit.
+    pub fn resume(dir: &Path, data_dir: Option<PathBuf>) -> Result<Run, TrainError> {
+        let path = dir.join("checkpoint.safetensors");
+        let ck = checkpoint::load(&path)?;
+        let mut cfg = ck.config.clone();
+        cfg.out = dir.to_path_buf();
+        if let Some(d) = data_dir {
+            cfg.data_dir = d;
+        }
+        let mut run = Run::new(cfg)?;
+        ck.restore_model(&mut run.model, &path)?;
+        ck.restore_optimizer(&mut run.opt, &path)?;
+        run.plateau.best = ck.state.plateau_best;
+        run.plateau.bad_epochs = ck.state.plateau_bad_epochs;
+        run.history = ck.state.history;
+        Ok(run)
+    }
+
+    /// Runs one image through the model so that a data set of the wrong
+    /// image size fails before training, with the layer's error.
+    fn check_input_shape(&self) -> Result<(), TrainError> {
+        let Some(first) = batches(
+            &self.test,
+            batch_options(&self.cfg, self.test.kind, false, 1),
+            0,
+            0,
+        )
+        .next() else {
+            return Ok(());
+        };
+        self.model.infer(&first.x).map(|_| ()).map_err(|e| {
+            TrainError::Config(format!(
+                "the {} images ({:?}) do not fit the {} model: {e}",
+                self.cfg.experiment, self.test.shape, self.cfg.experiment
+            ))
+        })
+    }
+
+    /// Epochs completed so far.
+    pub fn epoch(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Trains one epoch: `(mean loss, accuracy)`.
+    ///
+    /// **Errors** on a NaN/Inf loss (naming epoch and batch) or a layer error.
+    pub fn train_epoch(&mut self, bar: &ProgressBar) -> Result<(f64, Option<f64>), TrainError> {
+        let epoch = self.epoch() + 1;
+        self.model.set_training(true);
+        let opts = batch_options(&self.cfg, self.train.kind, true, self.cfg.batch_size);
+        let denoise = is_denoising(&self.cfg);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let start = Instant::now();
+        for (bi, batch) in batches(&self.train, opts, self.cfg.seed, epoch as u64).enumerate() {
+            let n = batch.labels.len();
+            let grads = {
+                let mut tape = Tape::new();
+                let x = tape.constant(batch.x);
+                let y = self.model.forward(&mut tape, x)?;
+                let loss = match batch.target {
+                    Some(t) => {
+                        let shape = tape.value(y).shape().to_vec();
+                        let t = t
+                            .reshape(&shape)
+                            .map_err(|e| TrainError::Config(format!("denoising target: {e}")))?;
+                        tape.mse(y, t)
+                    }
+                    None => {
+                        let pred = tape.value(y).argmax_rows();
+                        correct += pred
+                            .iter()
+                            .zip(&batch.labels)
+                            .filter(|(p, l)| p == l)
+                            .count();
+                        tape.cross_entropy(y, &batch.labels)
+                    }
+                };
+                let lv = tape.value(loss).item();
+                if !lv.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        value: lv,
+                        epoch,
+                        batch: bi,
+                    });
+                }
+                loss_sum += lv as f64 * n as f64;
+                seen += n;
+                tape.backward(loss);
+                self.model
+                    .params()
+                    .iter()
+                    .map(|p| {
+                        tape.take_grad_of(&p.value)
+                            .ok_or_else(|| OptimError::MissingGrad {
+                                name: p.name.clone(),
+                            })
+                    })
+                    .collect::<Result<Vec<Tensor>, _>>()?
+            };
+            self.opt.step(&mut self.model.params_mut(), &grads)?;
+            bar.inc(1);
+            let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.4}  {:.0} img/s",
+                loss_sum / seen.max(1) as f64,
+                rate
+            ));
+        }
+        let acc = (!denoise).then(|| correct as f64 / seen.max(1) as f64);
+        Ok((loss_sum / seen.max(1) as f64, acc))
+    }
+
+    /// Runs the remaining epochs, writing outputs and a checkpoint after each.
+    ///
+    /// **Errors** as [`Run::train_epoch`], or on an I/O failure.
+    pub fn run(&mut self) -> Result<&[EpochMetrics], TrainError> {
+        std::fs::create_dir_all(&self.cfg.out).map_err(TrainError::io(&self.cfg.out))?;
+        let cfg_path = self.cfg.out.join("config.toml");
+        checkpoint::write_atomic(&cfg_path, self.cfg.to_toml().as_bytes())?;
+        let steps = self.train.len().div_ceil(self.cfg.batch_size) as u64;
+        let show_bar = self.verbose && std::io::stderr().is_terminal();
+        while self.epoch() < self.cfg.epochs {
+            let epoch = self.epoch() + 1;
+            let start = Instant::now();
+            let bar = if show_bar {
+                let b = ProgressBar::new(steps);
+                b.set_style(
+                    ProgressStyle::with_template(&format!(
+                        "epoch {epoch:>3}/{} {{bar:30}} {{pos}}/{{len}} {{msg}}",
+                        self.cfg.epochs
+                    ))
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b
+            } else {
+                ProgressBar::hidden()
+            };
+            let lr = self.opt.groups()[0].hyper.lr;
+            let lambda = self
+                .opt
+                .groups()
+                .iter()
+                .map(|g| g.regularizer.lambda())
+                .find(|&l| l > 0.0)
+                .unwrap_or(0.0);
+            let (train_loss, train_acc) = self.train_epoch(&bar)?;
+            bar.finish_and_clear();
+            let val = evaluate(&mut self.model, &self.cfg, &self.val)?;
+            let test = evaluate(&mut self.model, &self.cfg, &self.test)?;
+            let params = self.model.params();
+            let sp = sparsity(&params);
+            let regs = self.opt.regularizer_values(&params);
+            let m = EpochMetrics {
+                epoch,
+                lr,
+                lambda,
+                train_loss,
+                train_acc,
+                val_loss: val.loss,
+                val_acc: val.acc,
+                test_loss: test.loss,
+                test_acc: test.acc,
+                test_ssim: test.ssim,
+                test_psnr: test.psnr,
+                n_total: sp.n_total,
+                n_linear: sp.n_linear.is_finite().then_some(sp.n_linear),
+                n_conv: sp.n_conv.is_finite().then_some(sp.n_conv),
+                neurons: sp
+                    .layers
+                    .iter()
+                    .map(|l| (l.name.clone(), l.active_rows, l.rows))
+                    .collect(),
+                regularizer: regs,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            if self.cfg.lr_plateau {
+                let metric = val.acc.unwrap_or(1.0 / val.loss.max(1e-12)) as f32;
+                self.plateau.step(metric, &mut self.opt);
+            }
+            if self.verbose {
+                println!("{}", epoch_line(&m, self.cfg.epochs));
+            }
+            self.history.push(m);
+            self.write_outputs()?;
+        }
+        Ok(&self.history)
+    }
+
+    fn write_outputs(&self) -> Result<(), TrainError> {
+        let out = &self.cfg.out;
+        checkpoint::write_atomic(
+            &out.join("metrics.csv"),
+            metrics_csv(&self.history, is_denoising(&self.cfg)).as_bytes(),
+        )?;
+        let json =
+            serde_json::to_string_pretty(&self.history).map_err(|e| TrainError::format(out, e))?;
+        checkpoint::write_atomic(&out.join("metrics.json"), json.as_bytes())?;
+        for (name, svg) in plots(&self.history) {
+            checkpoint::write_atomic(&out.join(name), svg.as_bytes())?;
+        }
+        let state = RunState {
+            epoch: self.epoch(),
+            optimizer_step: self.opt.steps(),
+            groups: self
+                .opt
+                .groups()
+                .iter()
+                .map(|g| (g.hyper.lr, g.regularizer.lambda()))
+                .collect(),
+            plateau_best: self.plateau.best,
+            plateau_bad_epochs: self.plateau.bad_epochs,
+            history: self.history.clone(),
+        };
+        checkpoint::save(
+            &out.join("checkpoint.safetensors"),
+            &self.cfg,
+            &self.model,
+            &self.opt,
+            &state,
+        )
+    }
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+/// One log line per epoch.
+pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
+    let quality = match (m.test_ssim, m.test_psnr) {
+        (Some(s), Some(p)) => format!("  test SSIM {s:.4}  PSNR {p:.2} dB"),
+        _ => format!(
+            "  train {}  val {}  test {}",
+            pct(m.train_acc),
+            pct(m.val_acc),
+            pct(m.test_acc)
+        ),
+    };
+    format!(
+        "epoch {:>3}/{epochs}  loss {:.4}{quality}  N_total {:.2}%  lr {:.2e}  [{:.1}s]",
+        m.epoch,
+        m.train_loss,
+        100.0 * m.n_total,
+        m.lr,
+        m.seconds
+    )
+}
+
+fn opt_field(x: Option<f64>) -> String {
+    x.map_or(String::new(), |v| format!("{v:.6}"))
+}
+
+fn nan_field(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.6}")
+    } else {
+        String::new()
+    }
+}
+
+/// `metrics.csv`: one row per epoch (empty fields where a metric does not apply).
+pub fn metrics_csv(history: &[EpochMetrics], denoising: bool) -> String {
+    let mut s = String::from("epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,n_total,n_linear,n_conv,seconds");
+    if denoising {
+        s.push_str(",test_ssim,test_psnr");
+    }
+    s.push('\n');
+    for m in history {
+        s.push_str(&format!(
+            "{},{},{:.6},{},{:.6},{},{:.6},{},{},{},{},{:.3}",
+            m.epoch,
+            m.lr,
+            m.train_loss,
+            opt_field(m.train_acc),
+            m.val_loss,
+            opt_field(m.val_acc),
+            m.test_loss,
+            opt_field(m.test_acc),
+            nan_field(m.n_total),
+            opt_field(m.n_linear),
+            opt_field(m.n_conv),
+            m.seconds
+        ));
+        if denoising {
+            s.push_str(&format!(
+                ",{},{}",
+                opt_field(m.test_ssim),
+                opt_field(m.test_psnr)
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The SVG plots of a run: `accuracy.svg`, `nonzeros.svg`, `loss.svg`, and
+/// `neurons.svg` (active neurons per layer).
+pub fn plots(history: &[EpochMetrics]) -> Vec<(&'static str, String)> {
+    let series = |name: &str, f: &dyn Fn(&EpochMetrics) -> Option<f64>| Series {
+        name: name.to_string(),
+        points: history
+            .iter()
+            .filter_map(|m| f(m).map(|v| (m.epoch as f64, v)))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    out.push((
+        "accuracy.svg",
+        line_chart(
+            "Accuracy",
+            "epoch",
+            "accuracy (%)",
+            &[
+                series("train", &|m| m.train_acc.map(|v| 100.0 * v)),
+                series("validation", &|m| m.val_acc.map(|v| 100.0 * v)),
+                series("test", &|m| m.test_acc.map(|v| 100.0 * v)),
+            ],
+        ),
+    ));
+    out.push((
+        "nonzeros.svg",
+        line_chart(
+            "Non-zero weights",
+            "epoch",
+            "non-zero (%)",
+            &[
+                series("N_total", &|m| Some(100.0 * m.n_total)),
+                series("N_linear", &|m| m.n_linear.map(|v| 100.0 * v)),
+                series("N_conv (kernels)", &|m| m.n_conv.map(|v| 100.0 * v)),
+            ],
+        ),
+    ));
+    out.push((
+        "loss.svg",
+        line_chart(
+            "Loss",
+            "epoch",
+            "loss",
+            &[
+                series("train", &|m| Some(m.train_loss)),
+                series("validation", &|m| Some(m.val_loss)),
+                series("test", &|m| Some(m.test_loss)),
+            ],
+        ),
+    ));
+    let layers: Vec<String> = history
+        .last()
+        .map(|m| m.neurons.iter().map(|n| n.0.clone()).collect())
+        .unwrap_or_default();
+    let neuron_series: Vec<Series> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Series {
+            name: name.trim_end_matches(".weight").to_string(),
+            points: history
+                .iter()
+                .filter_map(|m| m.neurons.get(i).map(|n| (m.epoch as f64, n.1 as f64)))
+                .collect(),
+        })
+        .collect();
+    out.push((
+        "neurons.svg",
+        line_chart(
+            "Active neurons per layer",
+            "epoch",
+            "active rows",
+            &neuron_series,
+        ),
+    ));
+    out
+}
+
+/// Evaluates on `ds` in eval mode (running batchnorm statistics, no tape).
+///
+/// **Errors** if the model rejects the data.
+pub fn evaluate(
+    model: &mut Sequential,
+    cfg: &TrainConfig,
+    ds: &Dataset,
+) -> Result<Evaluation, TrainError> {
+    model.set_training(false);
+    let opts = batch_options(cfg, ds.kind, false, cfg.eval_batch_size);
+    let denoise = is_denoising(cfg);
+    let (mut loss, mut correct, mut n, mut ssim_sum, mut psnr_sum) =
+        (0.0f64, 0usize, 0usize, 0.0f64, 0.0f64);
+    // Evaluation noise is fixed (epoch stream 0), so every epoch sees the same noisy images.
+    for batch in batches(ds, opts, cfg.seed ^ 0xE7A1, 0) {
+        let y = model.infer(&batch.x)?;
+        let b = batch.labels.len();
+        if let Some(t) = &batch.target {
+            let (yd, td) = (y.data(), t.data());
+            let per = yd.len() / b.max(1);
+            loss += bregman_autodiff::ops::mse::forward(
+                &y,
+                &t.clone()
+                    .reshape(y.shape())
+                    .map_err(|e| TrainError::Config(e.to_string()))?,
+            ) as f64
+                * b as f64;
+            let [_, h, w] = ds.shape;
+            for i in 0..b {
+                let out: Vec<f32> = yd[i * per..(i + 1) * per]
+                    .iter()
+                    .map(|v| v.clamp(0.0, 1.0))
+                    .collect();
+                let clean = &td[i * per..(i + 1) * per];
+                ssim_sum += ssim(&out, clean, h, w);
+                psnr_sum += psnr(&out, clean);
+            }
+        } else {
+            let (l, _) = bregman_autodiff::ops::cross_entropy::forward(&y, &batch.labels);
+            loss += l as f64 * b as f64;
+            correct += y
+                .argmax_rows()
+                .iter()
+                .zip(&batch.labels)
+                .filter(|(p, l)| p == l)
+                .count();
+        }
+        n += b;
+    }
+    let n_f = n.max(1) as f64;
+    Ok(Evaluation {
+        loss: loss / n_f,
+        acc: (!denoise).then(|| correct as f64 / n_f),
+        ssim: denoise.then(|| ssim_sum / n_f),
+        psnr: denoise.then(|| psnr_sum / n_f),
+    })
+}
+
+/// Batching of `cfg`'s experiment: shuffled (and for CIFAR augmented) for
+/// training; noisy inputs for denoising.
+fn batch_options(
+    cfg: &TrainConfig,
+    kind: DatasetKind,
+    train: bool,
+    batch_size: usize,
+) -> BatchOptions {
+    BatchOptions {
+        batch_size,
+        shuffle: train,
+        augment: train && kind == DatasetKind::Cifar10,
+        noise_std: is_denoising(cfg).then_some(cfg.noise_std),
+    }
+}
