@@ -53,19 +53,19 @@ struct TrainArgs {
     #[arg(long)]
     optimizer: Option<String>,
     /// Learning rate τ.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
     /// Regularization strength λ.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lambda: Option<f32>,
     /// Elastic-net scale δ.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     delta: Option<f32>,
     /// Momentum β.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     momentum: Option<f32>,
     /// Initial density r of non-zero weights, in (0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     sparse_init: Option<f32>,
     /// Number of epochs.
     #[arg(long)]

@@ -1,0 +1,244 @@
+//! IDX and CIFAR-10 readers on generated files, errors naming the file,
+//! the seeded split, normalisation and reproducible batching.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bregman_data::idx::{encode_idx, parse_idx, read_idx};
+use bregman_data::{batches, load, BatchOptions, DataError, DatasetKind};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bregman-data-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn write_mnist(dir: &Path, n_train: usize, n_test: usize, side: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        let pixels: Vec<u8> = (0..n * side * side).map(|i| (i % 251) as u8).collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte.gz")),
+            gzip(&encode_idx(&[n, side, side], &pixels)),
+        )
+        .unwrap();
+        // Labels uncompressed: both forms must be accepted.
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            encode_idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn idx_round_trip_raw_and_gzip() {
+    let d = tmp("roundtrip");
+    let bytes = encode_idx(&[3, 2, 2], &(0..12).collect::<Vec<u8>>());
+    std::fs::write(d.join("raw.idx"), &bytes).unwrap();
+    std::fs::write(d.join("packed.idx"), gzip(&bytes)).unwrap();
+    let a = read_idx(&d.join("raw.idx")).unwrap();
+    let b = read_idx(&d.join("packed.idx")).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.dims, vec![3, 2, 2]);
+    assert_eq!(a.data[11], 11);
+}
+
+#[test]
+fn corrupt_idx_errors_name_file_and_problem() {
+    let p = Path::new("images.idx");
+    let good = encode_idx(&[2, 3], &[0; 6]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            good[..good.len() - 1].to_vec(),
+            "truncated: dimensions [2, 3] need 6 data bytes, file has 5",
+        ),
+        ([good.clone(), vec![0]].concat(), "trailing bytes"),
+        (vec![1, 0, 8, 1, 0, 0, 0, 0], "not an IDX file"),
+        (vec![0, 0, 0x0d, 1, 0, 0, 0, 0], "type 0x0d unsupported"),
+        (good[..6].to_vec(), "truncated header"),
+        (vec![0, 0], "too short"),
+    ];
+    for (bytes, want) in cases {
+        let err = parse_idx(&bytes, p).unwrap_err().to_string();
+        assert!(
+            err.starts_with("images.idx: ") && err.contains(want),
+            "{err:?} should contain {want:?}"
+        );
+    }
+    // A truncated gzip stream.
+    let d = tmp("badgzip");
+    let z = gzip(&good);
+    std::fs::write(d.join("x.gz"), &z[..z.len() / 2]).unwrap();
+    let err = read_idx(&d.join("x.gz")).unwrap_err().to_string();
+    assert!(err.contains("x.gz") && err.contains("gzip"), "{err}");
+    // A missing file.
+    let err = read_idx(&d.join("nope")).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }) && err.to_string().contains("nope"));
+}
+
+#[test]
+fn loads_mnist_layout_and_checks_consistency() {
+    let d = tmp("mnist");
+    write_mnist(&d.join("mnist"), 50, 20, 28);
+    let (train, test) = load(&d, DatasetKind::Mnist).unwrap();
+    assert_eq!(
+        (train.len(), test.len(), train.shape),
+        (50, 20, [1, 28, 28])
+    );
+    // Label count disagreeing with the image count.
+    std::fs::write(
+        d.join("mnist/t10k-labels-idx1-ubyte"),
+        encode_idx(&[19], &[0; 19]),
+    )
+    .unwrap();
+    let err = load(&d, DatasetKind::Mnist).unwrap_err().to_string();
+    assert!(
+        err.contains("20 images") && err.contains("19 labels"),
+        "{err}"
+    );
+    // A label out of range.
+    std::fs::write(
+        d.join("mnist/t10k-labels-idx1-ubyte"),
+        encode_idx(&[20], &[12; 20]),
+    )
+    .unwrap();
+    let err = load(&d, DatasetKind::Mnist).unwrap_err().to_string();
+    assert!(err.contains("label 12"), "{err}");
+    // A missing directory.
+    let err = load(&d, DatasetKind::FashionMnist).unwrap_err().to_string();
+    assert!(
+        err.contains("fashion-mnist") && err.contains("train-images-idx3-ubyte"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cifar_binary_reader() {
+    let d = tmp("cifar").join("cifar-10");
+    std::fs::create_dir_all(&d).unwrap();
+    let record = |label: u8, fill: u8| {
+        let mut r = vec![label];
+        r.extend(std::iter::repeat_n(fill, 3072));
+        r
+    };
+    std::fs::write(
+        d.join("data_batch_1.bin"),
+        [record(3, 10), record(7, 20)].concat(),
+    )
+    .unwrap();
+    std::fs::write(d.join("data_batch_2.bin"), record(1, 30)).unwrap();
+    std::fs::write(d.join("test_batch.bin"), record(9, 40)).unwrap();
+    let (train, test) = load(d.parent().unwrap(), DatasetKind::Cifar10).unwrap();
+    assert_eq!(train.labels, vec![3, 7, 1]);
+    assert_eq!(train.shape, [3, 32, 32]);
+    assert_eq!(train.images[3072], 20);
+    assert_eq!(test.labels, vec![9]);
+    std::fs::write(d.join("test_batch.bin"), &record(9, 40)[..3000]).unwrap();
+    let err = load(d.parent().unwrap(), DatasetKind::Cifar10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("test_batch.bin") && err.contains("3073-byte"),
+        "{err}"
+    );
+    std::fs::write(d.join("test_batch.bin"), record(11, 0)).unwrap();
+    let err = load(d.parent().unwrap(), DatasetKind::Cifar10)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("label 11"), "{err}");
+}
+
+#[test]
+fn split_is_seeded_and_disjoint() {
+    let d = tmp("split");
+    write_mnist(&d.join("mnist"), 200, 10, 4);
+    let (train, _) = load(&d, DatasetKind::Mnist).unwrap();
+    let (a, va) = train.split(0.05, 7);
+    let (b, vb) = train.split(0.05, 7);
+    let (_, vc) = train.split(0.05, 8);
+    assert_eq!((a.len(), va.len()), (190, 10));
+    assert_eq!(va, vb);
+    assert_eq!(a, b);
+    assert_ne!(va, vc);
+}
+
+#[test]
+fn batches_normalise_and_are_reproducible() {
+    let d = tmp("batches");
+    write_mnist(&d.join("mnist"), 10, 10, 4);
+    let (train, _) = load(&d, DatasetKind::Mnist).unwrap();
+    let opts = BatchOptions {
+        batch_size: 4,
+        shuffle: false,
+        augment: false,
+        noise_std: None,
+    };
+    let bs: Vec<_> = batches(&train, opts, 0, 1).collect();
+    assert_eq!(bs.len(), 3);
+    assert_eq!(bs[2].x.shape(), [2, 1, 4, 4]);
+    // Pixel 0 of image 0 is 0 → (0 − 0.1307)/0.3081.
+    assert!((bs[0].x.data()[0] - (-0.1307 / 0.3081)).abs() < 1e-6);
+    assert_eq!(bs[0].labels, vec![0, 1, 2, 3]);
+    // Shuffled batches: the same for the same (seed, epoch), different across epochs.
+    let sh = BatchOptions {
+        shuffle: true,
+        ..opts
+    };
+    let e1: Vec<_> = batches(&train, sh, 3, 1).map(|b| b.labels).collect();
+    let e1b: Vec<_> = batches(&train, sh, 3, 1).map(|b| b.labels).collect();
+    let e2: Vec<_> = batches(&train, sh, 3, 2).map(|b| b.labels).collect();
+    assert_eq!(e1, e1b);
+    assert_ne!(e1, e2);
+    // Denoising: target is the clean image in [0, 1], input has noise of the given std.
+    let dn = BatchOptions {
+        noise_std: Some(0.1),
+        ..opts
+    };
+    let b = batches(&train, dn, 0, 1).next().unwrap();
+    let t = b.target.unwrap();
+    assert!(t.data().iter().all(|&v| (0.0..=1.0).contains(&v)));
+    let diff: Vec<f32> =
+        b.x.data()
+            .iter()
+            .zip(t.data())
+            .map(|(a, b)| a - b)
+            .collect();
+    let std = (diff.iter().map(|v| v * v).sum::<f32>() / diff.len() as f32).sqrt();
+    assert!((std - 0.1).abs() < 0.03, "noise std {std}");
+}
+
+#[test]
+fn cifar_augmentation_crops_and_flips_deterministically() {
+    let d = tmp("aug").join("cifar-10");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut rec = vec![0u8];
+    rec.extend((0..3072).map(|i| (i % 32) as u8 * 8));
+    std::fs::write(d.join("data_batch_1.bin"), rec.repeat(8)).unwrap();
+    std::fs::write(d.join("test_batch.bin"), &rec).unwrap();
+    let (train, _) = load(d.parent().unwrap(), DatasetKind::Cifar10).unwrap();
+    let plain = BatchOptions {
+        batch_size: 8,
+        shuffle: false,
+        augment: false,
+        noise_std: None,
+    };
+    let aug = BatchOptions {
+        augment: true,
+        ..plain
+    };
+    let x0 = batches(&train, plain, 1, 1).next().unwrap().x;
+    let x1 = batches(&train, aug, 1, 1).next().unwrap().x;
+    let x2 = batches(&train, aug, 1, 1).next().unwrap().x;
+    assert_eq!(x1, x2);
+    assert_ne!(x0, x1);
+    assert_eq!(x1.shape(), [8, 3, 32, 32]);
+}

@@ -1,0 +1,403 @@
+//! End-to-end tests of the `bregman` binary on the shipped MNIST sample:
+//! training, reproducibility (resume, thread count), errors, export.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bregman"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("BREGMAN_DATA");
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bregman-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run bregman")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "bregman {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error line of a failing run; also checks it is a clean error, not a panic.
+fn err(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "bregman {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "bregman {args:?} panicked:\n{stderr}"
+    );
+    stderr
+}
+
+/// Rows of metrics.csv as maps column → value.
+fn metrics(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).expect("metrics.csv");
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(row: &std::collections::HashMap<String, String>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
+}
+
+/// metrics.csv without the wall-time column.
+fn without_seconds(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+#[test]
+fn linbreg_grows_from_sparse_init_and_learns() {
+    let out = tmp("linbreg");
+    ok(&[
+        "train",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = metrics(&out);
+    assert_eq!(rows.len(), 2);
+    let (n1, n2) = (num(&rows[0], "n_total"), num(&rows[1], "n_total"));
+    assert!(
+        n1 > 0.005 && n1 < 0.03,
+        "N_total after epoch 1 should be near r = 1%: {n1}"
+    );
+    assert!(n2 > n1, "N_total should grow: {n1} → {n2}");
+    assert!(
+        num(&rows[1], "test_acc") > 0.4,
+        "test accuracy {}",
+        num(&rows[1], "test_acc")
+    );
+    for f in [
+        "config.toml",
+        "metrics.json",
+        "accuracy.svg",
+        "nonzeros.svg",
+        "loss.svg",
+        "neurons.svg",
+        "checkpoint.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert!(!out.join("checkpoint.tmp").exists());
+    let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        cfg.contains("optimizer = \"linbreg\"") && cfg.contains("lambda = 0.1"),
+        "{cfg}"
+    );
+}
+
+#[test]
+fn sgd_trains_dense() {
+    let out = tmp("sgd");
+    ok(&[
+        "train",
+        "--optimizer",
+        "sgd",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = metrics(&out);
+    assert!(num(&rows[0], "test_acc") > 0.5);
+    assert!(
+        num(&rows[0], "n_total") > 0.99,
+        "SGD from a dense init stays dense"
+    );
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_run() {
+    let (a, b) = (tmp("resume-a"), tmp("resume-b"));
+    ok(&[
+        "train",
+        "--epochs",
+        "3",
+        "--seed",
+        "5",
+        "--out",
+        a.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&[
+        "train",
+        "--epochs",
+        "1",
+        "--seed",
+        "5",
+        "--out",
+        b.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--quiet",
+    ]);
+    assert_eq!(without_seconds(&a), without_seconds(&b));
+}
+
+#[test]
+fn one_and_two_threads_give_identical_metrics() {
+    let (a, b) = (tmp("threads-1"), tmp("threads-2"));
+    let run_with = |threads: &str, dir: &Path| {
+        let out = bin()
+            .args([
+                "train",
+                "--epochs",
+                "2",
+                "--out",
+                dir.to_str().unwrap(),
+                "--quiet",
+            ])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_with("1", &a);
+    run_with("2", &b);
+    assert_eq!(without_seconds(&a), without_seconds(&b));
+}
+
+#[test]
+fn invalid_flags_give_one_line_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lr", "0"], "--lr 0: must be > 0"),
+        (&["--lr", "-1"], "--lr -1: must be > 0"),
+        (&["--delta", "0"], "--delta 0: must be > 0"),
+        (
+            &["--sparse-init", "0"],
+            "--sparse-init 0: must be in (0, 1]",
+        ),
+        (
+            &["--sparse-init", "1.5"],
+            "--sparse-init 1.5: must be in (0, 1]",
+        ),
+        (&["--lambda", "-0.5"], "--lambda -0.5: must be ≥ 0"),
+        (&["--momentum", "1"], "--momentum 1: must be in [0, 1)"),
+        (&["--epochs", "0"], "--epochs 0: must be ≥ 1"),
+        (
+            &["--experiment", "imagenet"],
+            "unknown experiment 'imagenet'",
+        ),
+        (&["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["train"];
+        args.extend_from_slice(flags);
+        let e = err(&args);
+        assert!(
+            e.contains(want),
+            "bregman {args:?}: {e:?} should contain {want:?}"
+        );
+        assert_eq!(
+            e.trim().lines().count(),
+            1,
+            "one-line error expected: {e:?}"
+        );
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for &d in dims {
+        out.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+fn fake_mnist(dir: &Path, side: usize) {
+    let m = dir.join("mnist");
+    std::fs::create_dir_all(&m).unwrap();
+    for (p, n) in [("train", 40), ("t10k", 10)] {
+        std::fs::write(
+            m.join(format!("{p}-images-idx3-ubyte.gz")),
+            gzip(&idx(&[n, side, side], &vec![7; n * side * side])),
+        )
+        .unwrap();
+        std::fs::write(
+            m.join(format!("{p}-labels-idx1-ubyte.gz")),
+            gzip(&idx(&[n], &vec![1; n])),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn corrupt_and_missing_data_are_reported_with_the_file() {
+    let d = tmp("corrupt");
+    fake_mnist(&d, 28);
+    let file = d.join("mnist/t10k-images-idx3-ubyte.gz");
+    let full = idx(&[10, 28, 28], &[7; 7840]);
+    std::fs::write(&file, gzip(&full[..full.len() - 100])).unwrap();
+    let e = err(&[
+        "train",
+        "--epochs",
+        "1",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--out",
+        d.join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("t10k-images-idx3-ubyte.gz") && e.contains("truncated"),
+        "{e}"
+    );
+    std::fs::write(&file, b"this is not idx").unwrap();
+    let e = err(&["train", "--epochs", "1", "--data-dir", d.to_str().unwrap()]);
+    assert!(
+        e.contains("t10k-images-idx3-ubyte.gz") && e.contains("not an IDX file"),
+        "{e}"
+    );
+    let e = err(&[
+        "train",
+        "--epochs",
+        "1",
+        "--data-dir",
+        d.join("nowhere").to_str().unwrap(),
+    ]);
+    assert!(e.contains("train-images-idx3-ubyte"), "{e}");
+}
+
+#[test]
+fn wrong_image_size_for_the_model() {
+    let d = tmp("wrongsize");
+    fake_mnist(&d, 32);
+    let e = err(&[
+        "train",
+        "--epochs",
+        "1",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--out",
+        d.join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("do not fit") && e.contains("layers.0") && e.contains("1024"),
+        "{e}"
+    );
+}
+
+#[test]
+fn diverging_loss_stops_with_epoch_and_batch() {
+    let out = tmp("nan");
+    let e = err(&[
+        "train",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e30",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(e.contains("at epoch 1, batch"), "{e}");
+    assert!(
+        !out.join("checkpoint.safetensors").exists(),
+        "no checkpoint of a diverged epoch"
+    );
+}
+
+#[test]
+fn export_round_trips_names_shapes_values() {
+    let out = tmp("export");
+    ok(&[
+        "train",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let file = out.join("model.safetensors");
+    let msg = ok(&[
+        "export",
+        "--checkpoint",
+        out.join("checkpoint.safetensors").to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(msg.contains("wrote 6 tensors"), "{msg}");
+    let exported = bregman::train::export::read_exported(&file).unwrap();
+    let names: Vec<&str> = exported.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "layers.0.bias",
+            "layers.0.weight",
+            "layers.2.bias",
+            "layers.2.weight",
+            "layers.4.bias",
+            "layers.4.weight"
+        ]
+    );
+    let ck = bregman::train::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    for (name, t) in &exported {
+        let orig = &ck.tensors[&format!("model.{name}")];
+        assert_eq!(orig.shape(), t.shape());
+        assert_eq!(orig.data(), t.data(), "{name}");
+    }
+    assert_eq!(exported[1].1.shape(), [200, 784]);
+    // inspect and eval read the same checkpoint.
+    let inspect = ok(&["inspect", out.to_str().unwrap()]);
+    assert!(
+        inspect.contains("layers.0.weight") && inspect.contains("/156800"),
+        "{inspect}"
+    );
+    let eval = ok(&["eval", "--checkpoint", out.to_str().unwrap()]);
+    let acc = metrics(&out)[0]["test_acc"].parse::<f64>().unwrap();
+    assert!(
+        eval.contains(&format!("test accuracy {:.2}%", 100.0 * acc)),
+        "{eval} vs {acc}"
+    );
+    let e = err(&["inspect", file.to_str().unwrap()]);
+    assert!(e.contains("not a bregman checkpoint"), "{e}");
+}
