@@ -405,13 +405,26 @@ fn export_round_trips_names_shapes_values() {
 #[test]
 fn denoiser_reports_ssim_psnr_and_neurons() {
     let out = tmp("denoise");
-    ok(&["train", "--experiment", "mnist-denoiser", "--epochs", "1", "--out", out.to_str().unwrap(), "--quiet"]);
+    ok(&[
+        "train",
+        "--experiment",
+        "mnist-denoiser",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
     let rows = metrics(&out);
     let ssim = num(&rows[0], "test_ssim");
     let psnr = num(&rows[0], "test_psnr");
-    assert!(ssim > 0.0 && ssim <= 1.0 && psnr > 5.0, "SSIM {ssim}, PSNR {psnr}");
+    assert!(
+        ssim > 0.0 && ssim <= 1.0 && psnr > 5.0,
+        "SSIM {ssim}, PSNR {psnr}"
+    );
     assert_eq!(rows[0]["test_acc"], "", "no accuracy for denoising");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     let neurons = json[0]["neurons"].as_array().unwrap();
     assert_eq!(neurons.len(), 6);
     // Row-sparse init: about r = 1% of the 784 rows of each layer start active (bounded above).
@@ -428,7 +441,10 @@ fn resnet18_runs_end_to_end_on_generated_cifar_files() {
         (0..n)
             .flat_map(|i| {
                 let label = (i % 10) as u8;
-                std::iter::once(label).chain((0..3072).map(move |p| ((p * 31 + i * 7) as u8).wrapping_add(seed) ^ (label * 25)))
+                std::iter::once(label).chain(
+                    (0..3072)
+                        .map(move |p| ((p * 31 + i * 7) as u8).wrapping_add(seed) ^ (label * 25)),
+                )
             })
             .collect()
     };
@@ -436,12 +452,25 @@ fn resnet18_runs_end_to_end_on_generated_cifar_files() {
     std::fs::write(dir.join("test_batch.bin"), records(8, 2)).unwrap();
     let out = d.join("run");
     ok(&[
-        "train", "--experiment", "cifar-resnet18", "--epochs", "1", "--batch-size", "8",
-        "--data-dir", d.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet",
+        "train",
+        "--experiment",
+        "cifar-resnet18",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
     ]);
     let rows = metrics(&out);
     let n_conv = num(&rows[0], "n_conv");
-    assert!(n_conv > 0.0 && n_conv < 0.05, "kernel-sparse ResNet: N_conv {n_conv}");
+    assert!(
+        n_conv > 0.0 && n_conv < 0.05,
+        "kernel-sparse ResNet: N_conv {n_conv}"
+    );
     assert!(num(&rows[0], "train_loss").is_finite());
 }
 
@@ -450,11 +479,30 @@ fn config_file_sets_fields_and_flags_override_it() {
     let d = tmp("config");
     std::fs::create_dir_all(&d).unwrap();
     let cfg = d.join("run.toml");
-    std::fs::write(&cfg, "optimizer = \"linbreg-momentum\"\nlambda = 0.05\nepochs = 1\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "optimizer = \"linbreg-momentum\"\nlambda = 0.05\nepochs = 1\n",
+    )
+    .unwrap();
     let out = d.join("run");
-    ok(&["train", "--config", cfg.to_str().unwrap(), "--seed", "3", "--out", out.to_str().unwrap(), "--quiet"]);
+    ok(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
     let written = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    for want in ["optimizer = \"linbreg-momentum\"", "lambda = 0.05", "momentum = 0.9", "epochs = 1", "seed = 3"] {
+    for want in [
+        "optimizer = \"linbreg-momentum\"",
+        "lambda = 0.05",
+        "momentum = 0.9",
+        "epochs = 1",
+        "seed = 3",
+    ] {
         assert!(written.contains(want), "{want} missing from\n{written}");
     }
     std::fs::write(&cfg, "learning_rate = 0.1\n").unwrap();
