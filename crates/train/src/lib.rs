@@ -10,6 +10,25 @@
 //!   continues a run exactly;
 //! - [`checkpoint`], [`export`] (safetensors with PyTorch names), [`metrics`]
 //!   (N_total, N_linear, N_conv, neurons, SSIM, PSNR), [`plot`].
+//!
+//! ```
+//! use bregman_train::{build_model, build_optimizer, TrainConfig};
+//! use bregman_layers::Module;
+//!
+//! // The authors' settings for the Fashion-MNIST ConvNet with AdaBreg (Table 1).
+//! let cfg = TrainConfig::preset("fashion-convnet", Some("adabreg")).unwrap();
+//! assert_eq!((cfg.lr, cfg.lambda, cfg.sparse_init), (1e-3, 0.5, 0.01));
+//! let model = build_model(&cfg).unwrap(); // sparse init: ~1% of the weights non-zero
+//! let opt = build_optimizer(&cfg, &model).unwrap();
+//! assert_eq!(opt.groups()[0].name, "linear_weights");
+//! let s = bregman_train::metrics::sparsity(&model.params());
+//! assert!(s.n_total > 0.005 && s.n_total < 0.02);
+//! // Invalid values are errors naming the flag.
+//! let mut bad = cfg.clone();
+//! bad.delta = 0.0;
+//! assert_eq!(bad.validate().unwrap_err().to_string(), "invalid configuration: --delta 0: must be > 0");
+//! # use bregman_optim::Optimizer;
+//! ```
 #![warn(missing_docs)]
 
 pub mod checkpoint;
