@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::adam::AdamCoefficients;
-use super::{chunk_len, parallel, with_prox};
+use super::{chunk_len, parallel, simd, with_prox};
 use crate::Regularizer;
 
 /// AdaBreg step: reads `g`, `v`, `m₁`, `m₂`; writes `v`, `m₁`, `m₂`, `θ`.
@@ -48,16 +48,17 @@ fn adabreg_with(
         ((&'s mut [f32], &'s mut [f32]), &'s [f32]),
     );
     let body = |((th, v), ((m1, m2), g)): Chunk<'_>| {
-        for ((((t, v), a), b), &g) in th
-            .iter_mut()
-            .zip(v.iter_mut())
-            .zip(m1.iter_mut())
-            .zip(m2.iter_mut())
-            .zip(g)
-        {
-            *v -= k.update(a, b, g); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)   (Alg. 3)
-            *t = prox(delta * *v); //   θ ← prox_{δJ}(δv)
-        }
+        simd(|| {
+            let state = th
+                .iter_mut()
+                .zip(v.iter_mut())
+                .zip(m1.iter_mut())
+                .zip(m2.iter_mut());
+            for ((((t, v), a), b), &g) in state.zip(g) {
+                *v -= k.update(a, b, g); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)   (Alg. 3)
+                *t = prox(delta * *v); //   θ ← prox_{δJ}(δv)
+            }
+        });
         if let Some((reg, gs)) = post {
             reg.prox(th, gs, delta);
         }

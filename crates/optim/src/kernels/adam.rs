@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{chunk_len, parallel};
+use super::{chunk_len, parallel, simd};
 
 /// Coefficients of step `k` (1-based).
 #[derive(Debug, Clone, Copy)]
@@ -50,9 +50,11 @@ pub fn adam(theta: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &Ad
     let c = chunk_len(1);
     #[allow(clippy::type_complexity)]
     let body = |((th, g), (m1, m2)): ((&mut [f32], &[f32]), (&mut [f32], &mut [f32]))| {
-        for (((t, &g), a), b) in th.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut()) {
-            *t -= k.update(a, b, g);
-        }
+        simd(|| {
+            for (((t, &g), a), b) in th.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut()) {
+                *t -= k.update(a, b, g);
+            }
+        });
     };
     if parallel(theta.len()) {
         theta

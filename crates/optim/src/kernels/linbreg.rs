@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::{chunk_len, parallel, with_prox};
+use super::{chunk_len, parallel, simd, with_prox};
 use crate::Regularizer;
 
 /// LinBreg step: reads `g`, `v`; writes `v`, `θ` (16 bytes per parameter).
@@ -39,10 +39,12 @@ fn linbreg_with(
 ) {
     let c = chunk_len(post.map_or(1, |p| p.1));
     let body = |(th, (v, g)): (&mut [f32], (&mut [f32], &[f32]))| {
-        for ((t, v), &g) in th.iter_mut().zip(v.iter_mut()).zip(g) {
-            *v -= tau * g; //          v ← v − τ∇L(θ)      (2.8, first line)
-            *t = prox(delta * *v); //  θ ← prox_{δJ}(δv)   (2.8, second line)
-        }
+        simd(|| {
+            for ((t, v), &g) in th.iter_mut().zip(v.iter_mut()).zip(g) {
+                *v -= tau * g; //          v ← v − τ∇L(θ)      (2.8, first line)
+                *t = prox(delta * *v); //  θ ← prox_{δJ}(δv)   (2.8, second line)
+            }
+        });
         if let Some((reg, gs)) = post {
             reg.prox(th, gs, delta); // a group prox runs over the whole chunk
         }
@@ -90,11 +92,13 @@ fn momentum_with(
     let c = chunk_len(post.map_or(1, |p| p.1));
     #[allow(clippy::type_complexity)]
     let body = |((th, v), (m, g)): ((&mut [f32], &mut [f32]), (&mut [f32], &[f32]))| {
-        for (((t, v), m), &g) in th.iter_mut().zip(v.iter_mut()).zip(m.iter_mut()).zip(g) {
-            *m = beta * *m + (1.0 - beta) * tau * g; // m ← βm + (1−β)τg   (2.14)
-            *v -= *m; //                                v ← v − m
-            *t = prox(delta * *v); //                   θ ← prox_{δJ}(δv)
-        }
+        simd(|| {
+            for (((t, v), m), &g) in th.iter_mut().zip(v.iter_mut()).zip(m.iter_mut()).zip(g) {
+                *m = beta * *m + (1.0 - beta) * tau * g; // m ← βm + (1−β)τg   (2.14)
+                *v -= *m; //                                v ← v − m
+                *t = prox(delta * *v); //                   θ ← prox_{δJ}(δv)
+            }
+        });
         if let Some((reg, gs)) = post {
             reg.prox(th, gs, delta);
         }

@@ -61,3 +61,25 @@ macro_rules! with_prox {
     }};
 }
 pub(crate) use with_prox;
+
+/// Runs `f`, compiled for AVX2 + FMA when the CPU has them (checked at run
+/// time, so the crate builds and runs on any x86-64 without
+/// `-C target-cpu=native`). The arithmetic is the same either way — Rust never
+/// contracts `a*b + c` into an FMA on its own — so the results are bitwise
+/// identical on every CPU; only the vector width changes (8 lanes, not 4).
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU supports the enabled features (checked above).
+            return unsafe { wide(f) };
+        }
+    }
+    f()
+}

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{chunk_len, parallel, with_prox};
+use super::{chunk_len, parallel, simd, with_prox};
 use crate::Regularizer;
 
 /// ProxGD step; `group_size` is the regularizer's group size for this tensor.
@@ -21,9 +21,11 @@ fn proxgd_with(
 ) {
     let c = chunk_len(post.map_or(1, |p| p.1));
     let body = |(th, g): (&mut [f32], &[f32])| {
-        for (t, &g) in th.iter_mut().zip(g) {
-            *t = prox(*t - tau * g); // θ ← prox_{τJ}(θ − τg)   (1.5)
-        }
+        simd(|| {
+            for (t, &g) in th.iter_mut().zip(g) {
+                *t = prox(*t - tau * g); // θ ← prox_{τJ}(θ − τg)   (1.5)
+            }
+        });
         if let Some((reg, gs)) = post {
             reg.prox(th, gs, tau);
         }

@@ -3,15 +3,17 @@
 
 use rayon::prelude::*;
 
-use super::{chunk_len, parallel};
+use super::{chunk_len, parallel, simd};
 
 /// Plain SGD step.
 pub fn sgd(theta: &mut [f32], g: &[f32], tau: f32) {
     let c = chunk_len(1);
     let body = |(th, g): (&mut [f32], &[f32])| {
-        for (t, &g) in th.iter_mut().zip(g) {
-            *t -= tau * g;
-        }
+        simd(|| {
+            for (t, &g) in th.iter_mut().zip(g) {
+                *t -= tau * g;
+            }
+        });
     };
     if parallel(theta.len()) {
         theta.par_chunks_mut(c).zip(g.par_chunks(c)).for_each(body);
@@ -24,10 +26,12 @@ pub fn sgd(theta: &mut [f32], g: &[f32], tau: f32) {
 pub fn sgd_momentum(theta: &mut [f32], b: &mut [f32], g: &[f32], tau: f32, beta: f32) {
     let c = chunk_len(1);
     let body = |(th, (b, g)): (&mut [f32], (&mut [f32], &[f32]))| {
-        for ((t, b), &g) in th.iter_mut().zip(b.iter_mut()).zip(g) {
-            *b = beta * *b + g;
-            *t -= tau * *b;
-        }
+        simd(|| {
+            for ((t, b), &g) in th.iter_mut().zip(b.iter_mut()).zip(g) {
+                *b = beta * *b + g;
+                *t -= tau * *b;
+            }
+        });
     };
     if parallel(theta.len()) {
         theta
