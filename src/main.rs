@@ -37,6 +37,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Plot one metric of several runs over epochs as an SVG (e.g. to compare optimizers).
+    Plot {
+        /// A column of metrics.csv (val_acc, test_acc, n_total, train_loss, ...).
+        #[arg(long)]
+        metric: String,
+        /// Output SVG file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Title (default: the metric).
+        #[arg(long)]
+        title: Option<String>,
+        /// Run directories (each with a metrics.csv); the legend uses their names.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+    },
     /// Print per-layer non-zeros, active neurons and non-zero kernels of a checkpoint.
     Inspect {
         /// A `checkpoint.safetensors` (or the run directory holding it).
@@ -104,6 +119,12 @@ fn main() -> ExitCode {
         } => eval(&checkpoint, data_dir),
         Command::Export { checkpoint, out } => export_cmd(&checkpoint, &out),
         Command::Inspect { checkpoint } => inspect(&checkpoint),
+        Command::Plot {
+            metric,
+            out,
+            title,
+            runs,
+        } => plot(&metric, &out, title.as_deref(), &runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -385,5 +406,53 @@ fn inspect(ckpt: &Path) -> Result<(), TrainError> {
         pct(sp.n_linear),
         pct(sp.n_conv)
     );
+    Ok(())
+}
+
+fn plot(metric: &str, out: &Path, title: Option<&str>, runs: &[PathBuf]) -> Result<(), TrainError> {
+    let mut series = Vec::new();
+    for dir in runs {
+        let path = dir.join("metrics.csv");
+        let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+        let col = header
+            .iter()
+            .position(|h| *h == metric)
+            .ok_or_else(|| TrainError::Format {
+                path: path.clone(),
+                what: format!("no column '{metric}' (columns: {})", header.join(", ")),
+            })?;
+        let scale = if metric.ends_with("_acc") || metric.starts_with("n_") {
+            100.0
+        } else {
+            1.0
+        };
+        let points = lines
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                Some((
+                    f.first()?.parse::<f64>().ok()?,
+                    f.get(col)?.parse::<f64>().ok()? * scale,
+                ))
+            })
+            .collect();
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        series.push(bregman::train::plot::Series { name, points });
+    }
+    let unit = if metric.ends_with("_acc") || metric.starts_with("n_") {
+        format!("{metric} (%)")
+    } else {
+        metric.to_string()
+    };
+    let svg = bregman::train::plot::line_chart(title.unwrap_or(metric), "epoch", &unit, &series);
+    checkpoint::write_atomic(out, svg.as_bytes())?;
+    println!("wrote {}", out.display());
     Ok(())
 }

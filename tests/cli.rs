@@ -509,3 +509,54 @@ fn config_file_sets_fields_and_flags_override_it() {
     let e = err(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(e.contains("run.toml") && e.contains("learning_rate"), "{e}");
 }
+
+#[test]
+fn plot_compares_runs() {
+    let (a, b) = (tmp("plot-a"), tmp("plot-b"));
+    ok(&[
+        "train",
+        "--epochs",
+        "2",
+        "--out",
+        a.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&[
+        "train",
+        "--epochs",
+        "2",
+        "--optimizer",
+        "sgd",
+        "--out",
+        b.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let svg = a.join("cmp.svg");
+    ok(&[
+        "plot",
+        "--metric",
+        "n_total",
+        "--out",
+        svg.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.matches("<polyline").count() == 2,
+        "{text}"
+    );
+    assert!(text.contains("bregman-cli-") && text.contains("n_total (%)"));
+    let e = err(&[
+        "plot",
+        "--metric",
+        "accuracy",
+        "--out",
+        svg.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("no column 'accuracy'") && e.contains("val_acc"),
+        "{e}"
+    );
+}

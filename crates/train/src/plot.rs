@@ -2,10 +2,10 @@
 
 use std::fmt::Write;
 
-const W: f64 = 640.0;
+const W: f64 = 760.0;
 const H: f64 = 400.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 150.0;
+const RIGHT: f64 = 230.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 const COLORS: &[&str] = &[
