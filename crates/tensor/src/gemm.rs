@@ -156,31 +156,7 @@ fn gemm_crate(
     accumulate: bool,
     parallel: bool,
 ) {
-    assert!(
-        a.len() >= m * k,
-        "gemm: A has {} values, needs {m}x{k}",
-        a.len()
-    );
-    assert!(
-        b.len() >= k * n,
-        "gemm: B has {} values, needs {k}x{n}",
-        b.len()
-    );
-    assert!(
-        c.len() >= m * n,
-        "gemm: C has {} values, needs {m}x{n}",
-        c.len()
-    );
-    let (rsa, csa) = if trans_a {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rsb, csb) = if trans_b {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
+    let Strides { rsa, csa, rsb, csb } = Strides::checked(m, k, n, a, trans_a, b, trans_b, c);
     let macs = m.saturating_mul(k).saturating_mul(n);
     let par = if parallel && macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
@@ -214,6 +190,60 @@ fn gemm_crate(
     }
 }
 
+/// Row and column strides of the operands as stored (a transposed operand is
+/// the same row-major buffer read with swapped strides).
+struct Strides {
+    rsa: isize,
+    csa: isize,
+    rsb: isize,
+    csb: isize,
+}
+
+impl Strides {
+    /// The strides of `op(A)` (`m×k`) and `op(B)` (`k×n`), after checking that
+    /// every slice holds its matrix.
+    ///
+    /// **Panics** if a slice is shorter than its matrix.
+    #[allow(clippy::too_many_arguments)]
+    fn checked(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        trans_a: bool,
+        b: &[f32],
+        trans_b: bool,
+        c: &[f32],
+    ) -> Strides {
+        assert!(
+            a.len() >= m * k,
+            "gemm: A has {} values, needs {m}x{k}",
+            a.len()
+        );
+        assert!(
+            b.len() >= k * n,
+            "gemm: B has {} values, needs {k}x{n}",
+            b.len()
+        );
+        assert!(
+            c.len() >= m * n,
+            "gemm: C has {} values, needs {m}x{n}",
+            c.len()
+        );
+        let (rsa, csa) = if trans_a {
+            (1, m as isize)
+        } else {
+            (k as isize, 1)
+        };
+        let (rsb, csb) = if trans_b {
+            (1, k as isize)
+        } else {
+            (n as isize, 1)
+        };
+        Strides { rsa, csa, rsb, csb }
+    }
+}
+
 /// How many blocks a product is split into: one per thread, but none smaller
 /// than [`MIN_MACS_PER_BLOCK`] multiply-adds.
 fn default_blocks(m: usize, k: usize, n: usize) -> usize {
@@ -237,34 +267,10 @@ pub fn gemm_blocks(
     accumulate: bool,
     blocks: usize,
 ) {
-    assert!(
-        a.len() >= m * k,
-        "gemm: A has {} values, needs {m}x{k}",
-        a.len()
-    );
-    assert!(
-        b.len() >= k * n,
-        "gemm: B has {} values, needs {k}x{n}",
-        b.len()
-    );
-    assert!(
-        c.len() >= m * n,
-        "gemm: C has {} values, needs {m}x{n}",
-        c.len()
-    );
+    let Strides { rsa, csa, rsb, csb } = Strides::checked(m, k, n, a, trans_a, b, trans_b, c);
     if m == 0 || n == 0 {
         return;
     }
-    let (rsa, csa) = if trans_a {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rsb, csb) = if trans_b {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
     let beta = if accumulate { 1.0 } else { 0.0 };
     if k == 0 {
         if !accumulate {
