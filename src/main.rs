@@ -64,7 +64,7 @@ struct TrainArgs {
     /// mnist-mlp | fashion-convnet | fashion-convnet-group | cifar-resnet18 | mnist-denoiser
     #[arg(long)]
     experiment: Option<String>,
-    /// sgd | adam | proxgd | linbreg | linbreg-momentum | adabreg
+    /// sgd | adam | proxgd | linbreg | linbreg-momentum | adabreg | lasso | prune
     #[arg(long)]
     optimizer: Option<String>,
     /// Learning rate τ.
@@ -103,6 +103,15 @@ struct TrainArgs {
     /// Continue the run in this directory from its checkpoint.
     #[arg(long, conflicts_with_all = ["experiment", "optimizer", "config"])]
     resume: Option<PathBuf>,
+    /// Pruning baseline (`--optimizer prune`): final density of the weights.
+    #[arg(long, allow_negative_numbers = true)]
+    prune_target: Option<f32>,
+    /// Pruning baseline: number of prune-and-retrain rounds.
+    #[arg(long)]
+    prune_rounds: Option<usize>,
+    /// Lasso baseline (`--optimizer lasso`): weights below this magnitude count as zero.
+    #[arg(long, allow_negative_numbers = true)]
+    lasso_threshold: Option<f32>,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -217,7 +226,10 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         sparse_init,
         epochs,
         batch_size,
-        seed
+        seed,
+        prune_target,
+        prune_rounds,
+        lasso_threshold
     );
     if args.data_dir.is_some() || args.config.is_none() {
         cfg.data_dir = data_dir(args.data_dir.clone());

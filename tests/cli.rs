@@ -560,3 +560,58 @@ fn plot_compares_runs() {
         "{e}"
     );
 }
+
+#[test]
+fn pruning_baseline_reaches_its_target_density_and_keeps_it() {
+    let out = tmp("prune");
+    ok(&[
+        "train",
+        "--optimizer",
+        "prune",
+        "--epochs",
+        "6",
+        "--prune-rounds",
+        "2",
+        "--prune-target",
+        "0.1",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let n: Vec<f64> = metrics(&out).iter().map(|r| num(r, "n_total")).collect();
+    // Phases of 2 epochs; the net is pruned at the end of epochs 2 and 4 (before that
+    // epoch's evaluation) to √0.1 ≈ 31.6% and then 10% of each layer, and retrained.
+    assert!(n[0] > 0.99, "{n:?}");
+    assert!(
+        (n[1] - 0.316).abs() < 0.01 && (n[2] - 0.316).abs() < 0.01,
+        "{n:?}"
+    );
+    assert!(n[3..].iter().all(|d| (d - 0.1).abs() < 0.01), "{n:?}");
+    assert!(num(&metrics(&out)[5], "test_acc") > 0.6);
+}
+
+#[test]
+fn lasso_baseline_thresholds_small_weights() {
+    let out = tmp("lasso");
+    ok(&[
+        "train",
+        "--optimizer",
+        "lasso",
+        "--lambda",
+        "0.01",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = metrics(&out);
+    let n = num(&rows[1], "n_total");
+    assert!(n < 0.9 && n > 0.01, "thresholded density {n}");
+    assert!(num(&rows[1], "test_acc") > 0.5);
+    let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        cfg.contains("linear_regularizer = \"l1\"") && cfg.contains("sparse_init = 1.0"),
+        "{cfg}"
+    );
+}

@@ -24,6 +24,8 @@ pub const OPTIMIZERS: &[&str] = &[
     "linbreg",
     "linbreg-momentum",
     "adabreg",
+    "lasso",
+    "prune",
 ];
 
 /// Every setting of a training run. Written to `config.toml` in the output
@@ -72,6 +74,12 @@ pub struct TrainConfig {
     pub lr_plateau: bool,
     /// Noise standard deviation of the denoising experiment.
     pub noise_std: f32,
+    /// Lasso baseline: weights with `|θ| <` this are set to zero before each evaluation.
+    pub lasso_threshold: f32,
+    /// Pruning baseline: final density of the weights.
+    pub prune_target: f32,
+    /// Pruning baseline: number of prune-and-retrain rounds.
+    pub prune_rounds: usize,
 }
 
 /// The per-experiment part of a preset.
@@ -177,6 +185,8 @@ impl TrainConfig {
             optimizer,
             "linbreg" | "linbreg-momentum" | "adabreg" | "proxgd"
         );
+        // The Lasso baseline starts dense but is regularized like the sparse methods.
+        let regularized = sparse || optimizer == "lasso";
         // Dense baselines start dense with the plain Kaiming init; sparse
         // methods start at r = 1% (SPEC §3).
         let r: f32 = if sparse { 0.01 } else { 1.0 };
@@ -189,7 +199,8 @@ impl TrainConfig {
         };
         let lambda = match optimizer {
             "proxgd" if experiment == "mnist-mlp" => 1e-4,
-            "sgd" | "adam" => 0.0,
+            "sgd" | "adam" | "prune" => 0.0,
+            "lasso" => 1e-4,
             _ => p.lambda,
         };
         Ok(TrainConfig {
@@ -206,8 +217,8 @@ impl TrainConfig {
             sparse_init: r,
             init_gain: gain,
             init_bias: p.bias,
-            linear_regularizer: if sparse { p.linear } else { "none" }.to_string(),
-            conv_regularizer: if sparse { p.conv } else { "none" }.to_string(),
+            linear_regularizer: if regularized { p.linear } else { "none" }.to_string(),
+            conv_regularizer: if regularized { p.conv } else { "none" }.to_string(),
             epochs: p.epochs,
             batch_size: 128,
             eval_batch_size: 1000,
@@ -217,6 +228,9 @@ impl TrainConfig {
             out: PathBuf::new(),
             lr_plateau: true,
             noise_std: 0.1,
+            lasso_threshold: 1e-3,
+            prune_target: 0.05,
+            prune_rounds: 4,
         })
     }
 
@@ -275,6 +289,23 @@ impl TrainConfig {
         }
         if !(self.init_gain.is_finite() && self.init_gain > 0.0) {
             return bad("init-gain", self.init_gain.to_string(), "must be > 0");
+        }
+        if !(self.prune_target > 0.0 && self.prune_target <= 1.0) {
+            return bad(
+                "prune-target",
+                self.prune_target.to_string(),
+                "must be in (0, 1]",
+            );
+        }
+        if self.prune_rounds == 0 {
+            return bad("prune-rounds", "0".into(), "must be ≥ 1");
+        }
+        if !(self.lasso_threshold >= 0.0 && self.lasso_threshold.is_finite()) {
+            return bad(
+                "lasso-threshold",
+                self.lasso_threshold.to_string(),
+                "must be ≥ 0",
+            );
         }
         for (flag, value, allowed) in [
             (

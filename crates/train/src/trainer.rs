@@ -9,6 +9,7 @@ use bregman_autodiff::Tape;
 use bregman_data::{batches, load, BatchOptions, Dataset, DatasetKind};
 use bregman_layers::{models, Module, ParamKind, Sequential};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
+use bregman_optim::regularizer::subgradient_of;
 use bregman_optim::schedule::PlateauScheduler;
 use bregman_optim::{
     GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer, OptimError,
@@ -142,7 +143,9 @@ pub fn build_optimizer(
     model: &dyn Module,
 ) -> Result<GroupedOptimizer, TrainError> {
     let method = match cfg.optimizer.as_str() {
-        "sgd" => Method::Sgd,
+        // The Lasso and pruning baselines take plain SGD steps; the trainer adds
+        // ∂J to the gradients (Lasso) or re-applies the pruning masks (prune).
+        "sgd" | "lasso" | "prune" => Method::Sgd,
         "adam" => Method::Adam,
         "proxgd" => Method::ProxGd,
         "linbreg" | "linbreg-momentum" => Method::LinBreg,
@@ -198,6 +201,8 @@ pub struct Run {
     pub history: Vec<EpochMetrics>,
     /// Print progress.
     pub verbose: bool,
+    /// Pruning baseline: per parameter, which weights survive (`None`: not pruned).
+    pub masks: Vec<Option<Vec<bool>>>,
 }
 
 impl Run {
@@ -211,6 +216,7 @@ impl Run {
         let (train, val) = train_full.split(cfg.val_fraction, cfg.seed);
         let model = build_model(&cfg)?;
         let opt = build_optimizer(&cfg, &model)?;
+        let masks = vec![None; model.params().len()];
         let run = Run {
             cfg,
             model,
@@ -221,6 +227,7 @@ impl Run {
             test,
             history: Vec::new(),
             verbose: false,
+            masks,
         };
         run.check_input_shape()?;
         Ok(run)
@@ -243,6 +250,19 @@ impl Run {
         run.plateau.best = ck.state.plateau_best;
         run.plateau.bad_epochs = ck.state.plateau_bad_epochs;
         run.history = ck.state.history;
+        if run.cfg.optimizer == "prune" && run.epoch() >= prune_phase(&run.cfg) {
+            // Pruned weights are exactly zero; surviving ones (almost surely) are not.
+            run.masks = run
+                .model
+                .params()
+                .iter()
+                .map(|p| {
+                    p.kind
+                        .is_weight()
+                        .then(|| p.value.data().iter().map(|&w| w != 0.0).collect())
+                })
+                .collect();
+        }
         Ok(run)
     }
 
@@ -327,7 +347,19 @@ impl Run {
                     })
                     .collect::<Result<Vec<Tensor>, _>>()?
             };
+            let mut grads = grads;
+            if self.cfg.optimizer == "lasso" {
+                // SGD on L + J: add a subgradient of J to each regularized weight's gradient.
+                for g in self.opt.groups() {
+                    for &i in &g.params {
+                        let sub =
+                            subgradient_of(g.regularizer.as_ref(), &self.model.params()[i].value);
+                        grads[i].add_assign(&sub);
+                    }
+                }
+            }
             self.opt.step(&mut self.model.params_mut(), &grads)?;
+            apply_masks(&mut self.model, &self.masks);
             bar.inc(1);
             let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
@@ -375,10 +407,22 @@ impl Run {
                 .unwrap_or(0.0);
             let (train_loss, train_acc) = self.train_epoch(&bar)?;
             bar.finish_and_clear();
+            if self.cfg.optimizer == "prune" {
+                self.prune_after(epoch);
+            }
+            // Lasso: the metrics are those of the thresholded network; training goes on unthresholded.
+            let saved = (self.cfg.optimizer == "lasso")
+                .then(|| threshold_weights(&mut self.model, self.cfg.lasso_threshold));
             let val = evaluate(&mut self.model, &self.cfg, &self.val)?;
             let test = evaluate(&mut self.model, &self.cfg, &self.test)?;
+            let sp_thresholded = saved.as_ref().map(|_| sparsity(&self.model.params()));
+            if let Some(saved) = saved {
+                for (p, v) in self.model.params_mut().into_iter().zip(saved) {
+                    p.value = v;
+                }
+            }
             let params = self.model.params();
-            let sp = sparsity(&params);
+            let sp = sp_thresholded.unwrap_or_else(|| sparsity(&params));
             let regs = self.opt.regularizer_values(&params);
             let m = EpochMetrics {
                 epoch,
@@ -414,6 +458,44 @@ impl Run {
             self.write_outputs()?;
         }
         Ok(&self.history)
+    }
+
+    /// Pruning baseline (Han et al. 2015): after each of the first
+    /// `prune_rounds` phases, keep the largest-magnitude weights of every layer,
+    /// a fraction `target^(k/rounds)` after round `k`, and fix the rest at zero.
+    fn prune_after(&mut self, epoch: usize) {
+        let phase = prune_phase(&self.cfg);
+        if epoch % phase != 0 || epoch / phase > self.cfg.prune_rounds {
+            return;
+        }
+        let k = epoch / phase;
+        let density = self
+            .cfg
+            .prune_target
+            .powf(k as f32 / self.cfg.prune_rounds as f32);
+        for (p, mask) in self
+            .model
+            .params_mut()
+            .into_iter()
+            .zip(self.masks.iter_mut())
+        {
+            if !p.kind.is_weight() {
+                continue;
+            }
+            let mut mags: Vec<f32> = p.value.data().iter().map(|w| w.abs()).collect();
+            let keep = ((density as f64 * mags.len() as f64).ceil() as usize).clamp(1, mags.len());
+            let cut = mags.len() - keep;
+            mags.select_nth_unstable_by(cut, |a, b| a.total_cmp(b));
+            let threshold = mags[cut];
+            let m: Vec<bool> = p
+                .value
+                .data()
+                .iter()
+                .map(|w| w.abs() >= threshold && *w != 0.0)
+                .collect();
+            *mask = Some(m);
+        }
+        apply_masks(&mut self.model, &self.masks);
     }
 
     fn write_outputs(&self) -> Result<(), TrainError> {
@@ -672,4 +754,39 @@ fn batch_options(
         augment: train && kind == DatasetKind::Cifar10,
         noise_std: is_denoising(cfg).then_some(cfg.noise_std),
     }
+}
+
+/// Epochs per prune-and-retrain phase: the run is split into `prune_rounds + 1` phases.
+fn prune_phase(cfg: &TrainConfig) -> usize {
+    (cfg.epochs / (cfg.prune_rounds + 1)).max(1)
+}
+
+/// Zeroes the pruned weights.
+fn apply_masks(model: &mut Sequential, masks: &[Option<Vec<bool>>]) {
+    for (p, mask) in model.params_mut().into_iter().zip(masks) {
+        if let Some(mask) = mask {
+            p.value
+                .data_mut()
+                .iter_mut()
+                .zip(mask)
+                .filter(|(_, &keep)| !keep)
+                .for_each(|(w, _)| *w = 0.0);
+        }
+    }
+}
+
+/// Sets weights with `|θ| < threshold` to zero; returns every parameter's previous value.
+fn threshold_weights(model: &mut Sequential, threshold: f32) -> Vec<Tensor> {
+    model
+        .params_mut()
+        .into_iter()
+        .map(|p| {
+            let saved = p.value.clone();
+            if p.kind.is_weight() {
+                p.value
+                    .map_inplace(|w| if w.abs() < threshold { 0.0 } else { w });
+            }
+            saved
+        })
+        .collect()
 }
