@@ -1,6 +1,6 @@
 //! Matrix multiplication: the one place the engine calls a GEMM kernel.
 //!
-//! [`gemm`] computes `C ← A·B` or `C ← C + A·B` where `A` and `B` may each be
+//! [`gemm()`] computes `C ← A·B` or `C ← C + A·B` where `A` and `B` may each be
 //! read transposed *without copying*: a transposed operand is the same row-major
 //! buffer read with swapped strides, handed to `matrixmultiply::sgemm`.
 //!
@@ -69,7 +69,7 @@ pub fn gemm(
     );
 }
 
-/// [`gemm`] on the calling thread only: for callers that already run one
+/// [`gemm()`] on the calling thread only: for callers that already run one
 /// product per rayon task (e.g. one convolution image per task).
 ///
 /// **Panics** if a slice is shorter than its matrix.
@@ -103,7 +103,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend [`gemm`] uses for an `m×k · k×n` product, chosen by
+    /// The backend [`gemm()`] uses for an `m×k · k×n` product, chosen by
     /// measurement (`benches/gemm.rs`, docs/BENCHMARKS.md): the `gemm` crate is
     /// faster on every shape we measured except short-and-wide outputs (`m`
     /// small against `n` or `k`, e.g. the conv weight gradient `[64, P]·[P, 1600]`),
@@ -118,7 +118,7 @@ impl Backend {
     }
 }
 
-/// [`gemm`] with an explicit backend (benchmarks and tests compare them).
+/// [`gemm()`] with an explicit backend (benchmarks and tests compare them).
 ///
 /// **Panics** if a slice is shorter than its matrix.
 #[allow(clippy::too_many_arguments)]
@@ -252,7 +252,7 @@ fn default_blocks(m: usize, k: usize, n: usize) -> usize {
     by_work.min(rayon::current_num_threads()).max(1)
 }
 
-/// [`gemm`] with an explicit number of blocks (exposed for the split-invariance test).
+/// [`gemm()`] with an explicit number of blocks (exposed for the split-invariance test).
 #[allow(clippy::too_many_arguments)]
 #[doc(hidden)]
 pub fn gemm_blocks(

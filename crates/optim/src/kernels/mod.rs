@@ -2,7 +2,7 @@
 //!
 //! Each kernel zips the parameter `θ`, its gradient `g` and its state slices,
 //! splits them into chunks of whole regularizer groups (about
-//! [`CHUNK`](bregman_tensor::parallel::CHUNK) values, a size that never depends
+//! `CHUNK` values, a size that never depends
 //! on the thread count) and runs the chunks on rayon. Within a chunk the
 //! element-wise update applies an element-wise prox (ℓ1, none) inline, so θ is
 //! written once; a group prox (ℓ1,2) runs right after on the same, still
