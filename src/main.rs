@@ -112,6 +112,9 @@ struct TrainArgs {
     /// Lasso baseline (`--optimizer lasso`): weights below this magnitude count as zero.
     #[arg(long, allow_negative_numbers = true)]
     lasso_threshold: Option<f32>,
+    /// Target density of non-zero weights for the λ scheduler (off by default).
+    #[arg(long, allow_negative_numbers = true)]
+    lambda_target: Option<f32>,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -231,6 +234,9 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         prune_rounds,
         lasso_threshold
     );
+    if args.lambda_target.is_some() {
+        cfg.lambda_target = args.lambda_target;
+    }
     if args.data_dir.is_some() || args.config.is_none() {
         cfg.data_dir = data_dir(args.data_dir.clone());
     }

@@ -615,3 +615,44 @@ fn lasso_baseline_thresholds_small_weights() {
         "{cfg}"
     );
 }
+
+#[test]
+fn lambda_scheduler_raises_lambda_towards_the_target_density_and_resumes() {
+    let (a, b) = (tmp("lsched-a"), tmp("lsched-b"));
+    let flags = ["--lambda-target", "0.005", "--seed", "2", "--quiet"];
+    let mut args = vec!["train", "--epochs", "9", "--out", a.to_str().unwrap()];
+    args.extend(flags);
+    ok(&args);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("metrics.json")).unwrap()).unwrap();
+    let lambdas: Vec<f64> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["lambda"].as_f64().unwrap())
+        .collect();
+    // Warm-up of 5 epochs, then +0.01 at most every 2 epochs while the density is above 0.5%.
+    assert!(
+        lambdas[..6].iter().all(|&l| (l - 0.1).abs() < 1e-6),
+        "{lambdas:?}"
+    );
+    assert!(
+        (lambdas[6] - 0.11).abs() < 1e-6 && (lambdas[8] - 0.12).abs() < 1e-6,
+        "{lambdas:?}"
+    );
+    // A resumed run continues the schedule exactly.
+    let mut args = vec!["train", "--epochs", "7", "--out", b.to_str().unwrap()];
+    args.extend(flags);
+    ok(&args);
+    ok(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--epochs",
+        "9",
+        "--quiet",
+    ]);
+    assert_eq!(without_seconds(&a), without_seconds(&b));
+    let e = err(&["train", "--lambda-target", "2"]);
+    assert!(e.contains("--lambda-target 2: must be in (0, 1]"), "{e}");
+}

@@ -37,6 +37,9 @@ pub struct RunState {
     pub plateau_bad_epochs: u32,
     /// Metrics of the completed epochs.
     pub history: Vec<EpochMetrics>,
+    /// λ scheduler: epoch of its last change (`None`: never changed or not in use).
+    #[serde(default)]
+    pub lambda_last_change: Option<u32>,
 }
 
 fn bytes_of(v: &[f32]) -> Vec<u8> {

@@ -80,6 +80,10 @@ pub struct TrainConfig {
     pub prune_target: f32,
     /// Pruning baseline: number of prune-and-retrain rounds.
     pub prune_rounds: usize,
+    /// Target density of non-zero weights for the λ scheduler (off when absent): after a
+    /// 5-epoch warm-up, λ moves by a tenth of its initial value at most every 2 epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_target: Option<f32>,
 }
 
 /// The per-experiment part of a preset.
@@ -231,6 +235,7 @@ impl TrainConfig {
             lasso_threshold: 1e-3,
             prune_target: 0.05,
             prune_rounds: 4,
+            lambda_target: None,
         })
     }
 
@@ -296,6 +301,18 @@ impl TrainConfig {
                 self.prune_target.to_string(),
                 "must be in (0, 1]",
             );
+        }
+        if let Some(t) = self.lambda_target {
+            if !(t > 0.0 && t <= 1.0) {
+                return bad("lambda-target", t.to_string(), "must be in (0, 1]");
+            }
+            if self.lambda <= 0.0 {
+                return bad(
+                    "lambda-target",
+                    t.to_string(),
+                    "needs --lambda > 0 to scale from",
+                );
+            }
         }
         if self.prune_rounds == 0 {
             return bad("prune-rounds", "0".into(), "must be ≥ 1");

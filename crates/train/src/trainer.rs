@@ -10,7 +10,7 @@ use bregman_data::{batches, load, BatchOptions, Dataset, DatasetKind};
 use bregman_layers::{models, Module, ParamKind, Sequential};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
 use bregman_optim::regularizer::subgradient_of;
-use bregman_optim::schedule::PlateauScheduler;
+use bregman_optim::schedule::{LambdaScheduler, PlateauScheduler};
 use bregman_optim::{
     GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer, OptimError,
     Optimizer, Regularizer, L1,
@@ -203,6 +203,8 @@ pub struct Run {
     pub verbose: bool,
     /// Pruning baseline: per parameter, which weights survive (`None`: not pruned).
     pub masks: Vec<Option<Vec<bool>>>,
+    /// The λ scheduler, when `lambda_target` is set.
+    pub lambda_sched: Option<LambdaScheduler>,
 }
 
 impl Run {
@@ -217,6 +219,9 @@ impl Run {
         let model = build_model(&cfg)?;
         let opt = build_optimizer(&cfg, &model)?;
         let masks = vec![None; model.params().len()];
+        let lambda_sched = cfg
+            .lambda_target
+            .map(|t| LambdaScheduler::new(t, 0.1 * cfg.lambda));
         let run = Run {
             cfg,
             model,
@@ -228,6 +233,7 @@ impl Run {
             history: Vec::new(),
             verbose: false,
             masks,
+            lambda_sched,
         };
         run.check_input_shape()?;
         Ok(run)
@@ -250,6 +256,10 @@ impl Run {
         run.plateau.best = ck.state.plateau_best;
         run.plateau.bad_epochs = ck.state.plateau_bad_epochs;
         run.history = ck.state.history;
+        if let Some(ls) = &mut run.lambda_sched {
+            ls.epoch = run.history.len() as u32;
+            ls.last_change = ck.state.lambda_last_change;
+        }
         if run.cfg.optimizer == "prune" && run.epoch() >= prune_phase(&run.cfg) {
             // Pruned weights are exactly zero; surviving ones (almost surely) are not.
             run.masks = run
@@ -447,6 +457,9 @@ impl Run {
                 regularizer: regs,
                 seconds: start.elapsed().as_secs_f64(),
             };
+            if let Some(ls) = &mut self.lambda_sched {
+                ls.step(m.n_total as f32, &mut self.opt, &self.model.params());
+            }
             if self.cfg.lr_plateau {
                 let metric = val.acc.unwrap_or(1.0 / val.loss.max(1e-12)) as f32;
                 self.plateau.step(metric, &mut self.opt);
@@ -522,6 +535,7 @@ impl Run {
             plateau_best: self.plateau.best,
             plateau_bad_epochs: self.plateau.bad_epochs,
             history: self.history.clone(),
+            lambda_last_change: self.lambda_sched.as_ref().and_then(|l| l.last_change),
         };
         checkpoint::save(
             &out.join("checkpoint.safetensors"),
