@@ -716,13 +716,13 @@ pub fn evaluate(
         if let Some(t) = &batch.target {
             let (yd, td) = (y.data(), t.data());
             let per = yd.len() / b.max(1);
-            loss += bregman_autodiff::ops::mse::forward(
-                &y,
-                &t.clone()
-                    .reshape(y.shape())
-                    .map_err(|e| TrainError::Config(e.to_string()))?,
-            ) as f64
-                * b as f64;
+            // Mean squared error over the batch (outputs [B, 784] vs clean images [B, 1, 28, 28]).
+            let se: f64 = yd
+                .iter()
+                .zip(td)
+                .map(|(&a, &c)| ((a - c) as f64).powi(2))
+                .sum();
+            loss += se / per.max(1) as f64;
             let [_, h, w] = ds.shape;
             for i in 0..b {
                 let out: Vec<f32> = yd[i * per..(i + 1) * per]
