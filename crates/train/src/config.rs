@@ -75,15 +75,30 @@ pub struct TrainConfig {
     /// Noise standard deviation of the denoising experiment.
     pub noise_std: f32,
     /// Lasso baseline: weights with `|θ| <` this are set to zero before each evaluation.
+    #[serde(default = "default_lasso_threshold")]
     pub lasso_threshold: f32,
     /// Pruning baseline: final density of the weights.
+    #[serde(default = "default_prune_target")]
     pub prune_target: f32,
     /// Pruning baseline: number of prune-and-retrain rounds.
+    #[serde(default = "default_prune_rounds")]
     pub prune_rounds: usize,
     /// Target density of non-zero weights for the λ scheduler (off when absent): after a
     /// 5-epoch warm-up, λ moves by a tenth of its initial value at most every 2 epochs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_target: Option<f32>,
+}
+
+// Defaults of fields added after the first release, so that older
+// `config.toml` files and checkpoints still load.
+fn default_lasso_threshold() -> f32 {
+    1e-3
+}
+fn default_prune_target() -> f32 {
+    0.05
+}
+fn default_prune_rounds() -> usize {
+    4
 }
 
 /// The per-experiment part of a preset.
@@ -232,9 +247,9 @@ impl TrainConfig {
             out: PathBuf::new(),
             lr_plateau: true,
             noise_std: 0.1,
-            lasso_threshold: 1e-3,
-            prune_target: 0.05,
-            prune_rounds: 4,
+            lasso_threshold: default_lasso_threshold(),
+            prune_target: default_prune_target(),
+            prune_rounds: default_prune_rounds(),
             lambda_target: None,
         })
     }
@@ -366,5 +381,27 @@ impl TrainConfig {
     /// The configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_without_later_fields_still_load() {
+        let full = TrainConfig::preset("mnist-mlp", None).unwrap().to_toml();
+        let old: String = full
+            .lines()
+            .filter(|l| !l.starts_with("lasso_threshold") && !l.starts_with("prune_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg: TrainConfig = toml::from_str(&old).unwrap();
+        assert_eq!(
+            (cfg.lasso_threshold, cfg.prune_target, cfg.prune_rounds),
+            (1e-3, 0.05, 4)
+        );
+        // Unknown fields are still rejected.
+        assert!(toml::from_str::<TrainConfig>(&format!("{full}learning_rate = 1.0\n")).is_err());
     }
 }
