@@ -9,7 +9,6 @@ use bregman_autodiff::Tape;
 use bregman_data::{batches, load, BatchOptions, Dataset, DatasetKind};
 use bregman_layers::{models, Module, ParamKind, Sequential};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
-use bregman_optim::regularizer::subgradient_of;
 use bregman_optim::schedule::{LambdaScheduler, PlateauScheduler};
 use bregman_optim::{
     GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer, OptimError,
@@ -360,11 +359,23 @@ impl Run {
             let mut grads = grads;
             if self.cfg.optimizer == "lasso" {
                 // SGD on L + J: add a subgradient of J to each regularized weight's gradient.
+                let params = self.model.params();
+                let mut sub = Vec::new();
                 for g in self.opt.groups() {
+                    let reg = g.regularizer.as_ref();
                     for &i in &g.params {
-                        let sub =
-                            subgradient_of(g.regularizer.as_ref(), &self.model.params()[i].value);
-                        grads[i].add_assign(&sub);
+                        let theta = &params[i].value;
+                        sub.resize(theta.len(), 0.0);
+                        reg.subgradient(
+                            theta.data(),
+                            reg.grouping().group_size(theta.shape()),
+                            &mut sub,
+                        );
+                        grads[i]
+                            .data_mut()
+                            .iter_mut()
+                            .zip(&sub)
+                            .for_each(|(gv, s)| *gv += s);
                     }
                 }
             }

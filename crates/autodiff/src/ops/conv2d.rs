@@ -38,26 +38,33 @@ fn geometry(x: &Tensor, w: &Tensor, spec: Conv2dSpec) -> ConvGeometry {
 /// each. Both choices depend on the batch size only, never on the thread count.
 const PARALLEL_IMAGES: usize = 4;
 
-/// Runs `f(image index, image's part of a, image's part of b)` for every image.
+/// Runs `f(serial, scratch, image's part of a, image's part of b)` for every image.
 fn per_image(
     n: usize,
     a: &mut [f32],
     a_len: usize,
     b: &[f32],
     b_len: usize,
-    f: impl Fn(bool, &mut [f32], &[f32]) + Sync,
+    scratch_len: usize,
+    f: impl Fn(bool, &mut [f32], &mut [f32], &[f32]) + Sync,
 ) {
     if a_len == 0 || b_len == 0 {
         return;
     }
+    // `scratch` is per-task working memory, reused across the images a task
+    // handles (allocated once per rayon split, not once per image).
     if n >= PARALLEL_IMAGES {
         a.par_chunks_mut(a_len)
             .zip(b.par_chunks(b_len))
-            .for_each(|(ai, bi)| f(true, ai, bi));
+            .for_each_init(
+                || vec![0.0f32; scratch_len],
+                |scratch, (ai, bi)| f(true, scratch, ai, bi),
+            );
     } else {
+        let mut scratch = vec![0.0f32; scratch_len];
         a.chunks_mut(a_len)
             .zip(b.chunks(b_len))
-            .for_each(|(ai, bi)| f(false, ai, bi));
+            .for_each(|(ai, bi)| f(false, &mut scratch, ai, bi));
     }
 }
 
@@ -125,7 +132,8 @@ fn forward_with_cols(
             oc * p,
             cols.data(),
             p * pl,
-            |serial, yn, cn| {
+            0,
+            |serial, _, yn, cn| {
                 gemm_in(serial, oc, pl, p, w.data(), false, cn, true, yn);
             },
         );
@@ -169,10 +177,11 @@ impl Backward for Conv2dBackward {
                 img,
                 grad.data(),
                 oc * p,
-                |serial, dxn, gn| {
-                    let mut dcols = vec![0.0f32; p * pl];
-                    gemm_in(serial, p, oc, pl, gn, true, w.data(), false, &mut dcols);
-                    col2im_image(&dcols, g, dxn);
+                p * pl,
+                |serial, dcols, dxn, gn| {
+                    // The GEMM overwrites all of `dcols` (no accumulation), so reuse is safe.
+                    gemm_in(serial, p, oc, pl, gn, true, w.data(), false, dcols);
+                    col2im_image(dcols, g, dxn);
                 },
             );
             dx
