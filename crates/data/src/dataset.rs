@@ -112,8 +112,10 @@ pub struct BatchOptions {
     /// CIFAR augmentation: random crop with 4 pixels of zero padding and a
     /// random horizontal flip.
     pub augment: bool,
-    /// Denoising: inputs are the clean image plus `N(0, σ²)` noise, targets
-    /// the clean image, both scaled to [0, 1] without normalisation.
+    /// Denoising: inputs are the clean image (scaled to [0, 1]) plus `N(0, σ²)`
+    /// noise, then normalised with the data set's mean and std as in every
+    /// other experiment (the authors' model normalises its input the same
+    /// way); targets are the clean image in [0, 1].
     pub noise_std: Option<f32>,
 }
 
@@ -161,10 +163,11 @@ pub fn batches(
             let img = &ds.images[i * n..(i + 1) * n];
             let out = &mut x[k * n..(k + 1) * n];
             if let (Some(noise), Some(t)) = (noise, target.as_mut()) {
+                let (m, s) = (mean[0], std[0]);
                 for ((o, tv), &p) in out.iter_mut().zip(&mut t[k * n..(k + 1) * n]).zip(img) {
                     let clean = p as f32 / 255.0;
                     *tv = clean;
-                    *o = clean + noise.sample(&mut rng);
+                    *o = (clean + noise.sample(&mut rng) - m) / s;
                 }
                 continue;
             }

@@ -77,8 +77,20 @@ pub fn resnet18_cifar(num_classes: usize, rng: &mut impl Rng) -> Sequential {
 }
 
 /// The denoising network of Sec. 4.6: seven layers of 784 neurons (input,
-/// five hidden, output), i.e. six dense 784 → 784 maps with ReLU between them
-/// and a linear output; input `[N, 784]` or `[N, 1, 28, 28]`.
+/// five hidden, output), i.e. six dense 784 → 784 maps, each followed by a
+/// ReLU — also the last, as in the authors' code: the targets are images in
+/// [0, 1], and without it the few active output rows of a sparse start push
+/// every hidden unit into the dead zone within the first steps (see
+/// docs/RESULTS.md). Input `[N, 784]` or `[N, 1, 28, 28]`; parameter names as
+/// [`mlp`] (`layers.0.weight` … `layers.10.bias`).
 pub fn denoiser(rng: &mut impl Rng) -> Sequential {
-    mlp(&[784; 7], rng)
+    let mut layers = Sequential::new();
+    for _ in 0..6 {
+        layers = layers.push(Dense::new(784, 784, rng)).push(ReLU::new());
+    }
+    let mut model = Sequential::new()
+        .push_named("flatten", Flatten::new())
+        .push_named("layers", layers);
+    model.rename("");
+    model
 }

@@ -353,6 +353,11 @@ fn the_four_models_run_forward_and_backward() {
     let xv = tape.constant(x.clone());
     let y = den.forward(&mut tape, xv).unwrap();
     assert_eq!(tape.value(y).shape(), [3, 784]);
+    // Images in [0, 1]: the output layer ends in a ReLU (the authors' model),
+    // so no pixel is negative, while a linear output would give about half.
+    let out = tape.value(y).data();
+    assert!(out.iter().all(|&v| v >= 0.0));
+    assert!(out.iter().any(|&v| v > 0.0));
     let loss = tape.mse(y, x);
     tape.backward(loss);
     assert_eq!(
