@@ -115,6 +115,9 @@ struct TrainArgs {
     /// Target density of non-zero weights for the λ scheduler (off by default).
     #[arg(long, allow_negative_numbers = true)]
     lambda_target: Option<f32>,
+    /// What the learning-rate plateau scheduler watches: val-acc (SPEC) | train-loss (authors' code).
+    #[arg(long)]
+    plateau_metric: Option<String>,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -232,7 +235,8 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         seed,
         prune_target,
         prune_rounds,
-        lasso_threshold
+        lasso_threshold,
+        plateau_metric
     );
     if args.lambda_target.is_some() {
         cfg.lambda_target = args.lambda_target;

@@ -5,12 +5,24 @@ use bregman_layers::Parameter;
 
 use crate::{GroupedOptimizer, Optimizer};
 
+/// Whether the monitored metric should go up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlateauMode {
+    /// Higher is better (validation accuracy): improved when `m > best·(1 + threshold)`.
+    Max,
+    /// Lower is better (a loss): improved when `m < best·(1 − threshold)`.
+    Min,
+}
+
 /// Halves (by `factor`) every group's learning rate when the monitored
-/// metric (validation accuracy, higher is better) has not improved by a
-/// relative `threshold` for more than `patience` epochs — PyTorch's
-/// `ReduceLROnPlateau(mode="max", threshold_mode="rel")`.
+/// metric has not improved by a relative `threshold` for more than
+/// `patience` epochs — PyTorch's `ReduceLROnPlateau(threshold_mode="rel")`.
+/// SPEC §5 monitors validation accuracy ([`PlateauMode::Max`], the default);
+/// the authors' notebooks step it on the training loss ([`PlateauMode::Min`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlateauScheduler {
+    /// Direction of improvement of the metric.
+    pub mode: PlateauMode,
     /// Multiplier of the learning rate on a plateau (0.5).
     pub factor: f32,
     /// Epochs without improvement tolerated (5).
@@ -26,6 +38,7 @@ pub struct PlateauScheduler {
 impl Default for PlateauScheduler {
     fn default() -> Self {
         PlateauScheduler {
+            mode: PlateauMode::Max,
             factor: 0.5,
             patience: 5,
             threshold: 0.01,
@@ -36,11 +49,21 @@ impl Default for PlateauScheduler {
 }
 
 impl PlateauScheduler {
+    /// The default scheduler (factor 0.5, patience 5, threshold 1%) for a
+    /// metric of the given direction.
+    pub fn new(mode: PlateauMode) -> PlateauScheduler {
+        PlateauScheduler {
+            mode,
+            ..PlateauScheduler::default()
+        }
+    }
+
     /// Records an epoch's metric; returns true when the learning rate should drop.
     pub fn observe(&mut self, metric: f32) -> bool {
-        let improved = match self.best {
-            None => true,
-            Some(best) => metric > best * (1.0 + self.threshold),
+        let improved = match (self.best, self.mode) {
+            (None, _) => true,
+            (Some(best), PlateauMode::Max) => metric > best * (1.0 + self.threshold),
+            (Some(best), PlateauMode::Min) => metric < best * (1.0 - self.threshold),
         };
         if improved {
             self.best = Some(metric);

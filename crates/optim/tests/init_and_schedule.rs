@@ -2,7 +2,7 @@
 
 use bregman_layers::{models, Module, ParamKind, Parameter};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
-use bregman_optim::schedule::{LambdaScheduler, PlateauScheduler};
+use bregman_optim::schedule::{LambdaScheduler, PlateauMode, PlateauScheduler};
 use bregman_optim::{GroupSpec, GroupedOptimizer, Hyper, Method, Optimizer, L1};
 use bregman_tensor::Tensor;
 use rand::SeedableRng;
@@ -110,6 +110,23 @@ fn plateau_scheduler_halves_after_patience() {
     assert_eq!(s.bad_epochs, 0);
     let g = Tensor::zeros(&[1]);
     opt.step(&mut [&mut w], &[g]).unwrap();
+}
+
+#[test]
+fn plateau_scheduler_in_min_mode_watches_a_falling_loss() {
+    // The authors' notebooks: ReduceLROnPlateau(mode="min") on the training loss.
+    let mut s = PlateauScheduler::new(PlateauMode::Min);
+    // Each epoch 2% lower: always an improvement, never a reduction.
+    let falling: Vec<bool> = (0..10).map(|k| s.observe(0.98f32.powi(k))).collect();
+    assert!(falling.iter().all(|&r| !r));
+    // Then within 1% of the best (0.98⁹ ≈ 0.8337): the 6th such epoch reduces.
+    let best = s.best.unwrap();
+    let flat: Vec<bool> = (0..6).map(|_| s.observe(best * 0.995)).collect();
+    assert_eq!(flat, [false, false, false, false, false, true]);
+    // In max mode the same falling sequence is a plateau.
+    let mut m = PlateauScheduler::default();
+    let r: Vec<bool> = (0..7).map(|k| m.observe(0.98f32.powi(k))).collect();
+    assert_eq!(r, [false, false, false, false, false, false, true]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use bregman_autodiff::Tape;
 use bregman_data::{batches, load, BatchOptions, Dataset, DatasetKind};
 use bregman_layers::{models, Module, ParamKind, Sequential};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
-use bregman_optim::schedule::{LambdaScheduler, PlateauScheduler};
+use bregman_optim::schedule::{LambdaScheduler, PlateauMode, PlateauScheduler};
 use bregman_optim::{
     GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer, OptimError,
     Optimizer, Regularizer, L1,
@@ -88,6 +88,15 @@ pub fn dataset_kind(experiment: &str) -> DatasetKind {
 
 fn is_denoising(cfg: &TrainConfig) -> bool {
     cfg.experiment == "mnist-denoiser"
+}
+
+/// Direction of the plateau metric: accuracy goes up, losses go down.
+fn plateau_mode(cfg: &TrainConfig) -> PlateauMode {
+    if cfg.plateau_metric == "val-acc" && !is_denoising(cfg) {
+        PlateauMode::Max
+    } else {
+        PlateauMode::Min
+    }
 }
 
 /// Builds the experiment's model, initialised from `cfg.seed` (sparse
@@ -218,6 +227,7 @@ impl Run {
         let model = build_model(&cfg)?;
         let opt = build_optimizer(&cfg, &model)?;
         let masks = vec![None; model.params().len()];
+        let plateau = PlateauScheduler::new(plateau_mode(&cfg));
         let lambda_sched = cfg
             .lambda_target
             .map(|t| LambdaScheduler::new(t, 0.1 * cfg.lambda));
@@ -225,7 +235,7 @@ impl Run {
             cfg,
             model,
             opt,
-            plateau: PlateauScheduler::default(),
+            plateau,
             train,
             val,
             test,
@@ -472,8 +482,12 @@ impl Run {
                 ls.step(m.n_total as f32, &mut self.opt, &self.model.params());
             }
             if self.cfg.lr_plateau {
-                let metric = val.acc.unwrap_or(1.0 / val.loss.max(1e-12)) as f32;
-                self.plateau.step(metric, &mut self.opt);
+                let metric = match (self.cfg.plateau_metric.as_str(), val.acc) {
+                    ("train-loss", _) => train_loss,
+                    (_, Some(acc)) => acc,
+                    (_, None) => val.loss, // denoising: no accuracy
+                };
+                self.plateau.step(metric as f32, &mut self.opt);
             }
             if self.verbose {
                 println!("{}", epoch_line(&m, self.cfg.epochs));
