@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model (default: MNIST MLP with LinBreg on the shipped sample).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a checkpoint on its test set.
     Eval {
         /// A `checkpoint.safetensors` (or the run directory holding it).
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
     bregman::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Eval {
             checkpoint,
             data_dir,
