@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-20}
 cargo build --release --quiet
-out=docs/results/mnist-denoiser
+out=${OUT:-docs/results/mnist-denoiser}
+# The authors step the plateau scheduler on the training loss; PLATEAU=val-acc gives SPEC §5.
+plateau=${PLATEAU:-train-loss}
 echo "== adabreg"
-./target/release/bregman train --experiment mnist-denoiser --optimizer adabreg --epochs "$epochs" --out "$out/adabreg-l0.07" --quiet
+./target/release/bregman train --experiment mnist-denoiser --optimizer adabreg --epochs "$epochs" --out "$out/adabreg-l0.07" --plateau-metric "$plateau" --quiet
 echo "== sgd"
-./target/release/bregman train --experiment mnist-denoiser --optimizer sgd --epochs "$epochs" --out "$out/sgd" --quiet
+./target/release/bregman train --experiment mnist-denoiser --optimizer sgd --epochs "$epochs" --out "$out/sgd" --plateau-metric "$plateau" --quiet

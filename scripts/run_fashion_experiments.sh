@@ -10,13 +10,15 @@ shift || true
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(adabreg linbreg linbreg-momentum proxgd adam group-adabreg group-linbreg)
 cargo build --release --quiet
-out=docs/results/fashion-convnet
+out=${OUT:-docs/results/fashion-convnet}
+# The authors step the plateau scheduler on the training loss; PLATEAU=val-acc gives SPEC §5.
+plateau=${PLATEAU:-train-loss}
 for r in "${runs[@]}"; do
   echo "== $r"
   case $r in
     group-*) ./target/release/bregman train --experiment fashion-convnet-group --optimizer "${r#group-}" \
-               --epochs "$epochs" --out "$out/$r" --quiet ;;
+               --epochs "$epochs" --out "$out/$r" --plateau-metric "$plateau" --quiet ;;
     *)       ./target/release/bregman train --experiment fashion-convnet --optimizer "$r" \
-               --epochs "$epochs" --out "$out/$r" --quiet ;;
+               --epochs "$epochs" --out "$out/$r" --plateau-metric "$plateau" --quiet ;;
   esac
 done

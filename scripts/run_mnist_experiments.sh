@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-30}
 cargo build --release --quiet
-out=docs/results/mnist-mlp
+out=${OUT:-docs/results/mnist-mlp}
+# The authors step the plateau scheduler on the training loss; PLATEAU=val-acc gives SPEC §5.
+plateau=${PLATEAU:-train-loss}
 run() { # name, then flags
   local name=$1; shift
   echo "== $name"
-  ./target/release/bregman train --experiment mnist-mlp --epochs "$epochs" --out "$out/$name" --quiet "$@"
+  ./target/release/bregman train --experiment mnist-mlp --epochs "$epochs" --out "$out/$name" --plateau-metric "$plateau" --quiet "$@"
 }
 for seed in 0 1 2; do
   run "sgd-seed$seed" --optimizer sgd --seed "$seed"
