@@ -241,7 +241,8 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
     if args.lambda_target.is_some() {
         cfg.lambda_target = args.lambda_target;
     }
-    if args.data_dir.is_some() || args.config.is_none() {
+    // --data-dir, else the config file's data_dir, else $BREGMAN_DATA or data/.
+    if args.data_dir.is_some() || from_file("data_dir").is_none() {
         cfg.data_dir = data_dir(args.data_dir.clone());
     }
     cfg.out = match &args.out {

@@ -508,6 +508,16 @@ fn config_file_sets_fields_and_flags_override_it() {
     std::fs::write(&cfg, "learning_rate = 0.1\n").unwrap();
     let e = err(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(e.contains("run.toml") && e.contains("learning_rate"), "{e}");
+    // A config file without data_dir still honours $BREGMAN_DATA.
+    std::fs::write(&cfg, "epochs = 1\n").unwrap();
+    let missing = d.join("no-data-here");
+    let out = bin()
+        .env("BREGMAN_DATA", &missing)
+        .args(["train", "--config", cfg.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("no-data-here"), "{e}");
 }
 
 #[test]
