@@ -231,6 +231,14 @@ impl Regularizer for L1 {
     fn clone_box(&self) -> Box<dyn Regularizer> {
         Box::new(*self)
     }
+    fn elementwise(&self) -> Option<ElementwiseProx> {
+        let lambda = self.lambda;
+        Some(if self.nonnegative {
+            ElementwiseProx::ShrinkNonnegative { lambda }
+        } else {
+            ElementwiseProx::Shrink { lambda }
+        })
+    }
 }
 
 /// Group ℓ1,2 (eq. 1.2, 1.14): `J(θ) = λ√n Σ_groups ‖θ_g‖₂` with `n` the group

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::adam::AdamCoefficients;
-use super::{chunk_len, parallel, simd, with_prox};
+use super::{chunk_len, parallel, simd, stream_theta, with_prox, write_theta};
 use crate::Regularizer;
 
 /// AdaBreg step: reads `g`, `v`, `m₁`, `m₂`; writes `v`, `m₁`, `m₂`, `θ`.
@@ -47,17 +47,20 @@ fn adabreg_with(
         (&'s mut [f32], &'s mut [f32]),
         ((&'s mut [f32], &'s mut [f32]), &'s [f32]),
     );
+    let stream = stream_theta(theta.len(), post);
     let body = |((th, v), ((m1, m2), g)): Chunk<'_>| {
-        simd(|| {
-            let state = th
-                .iter_mut()
-                .zip(v.iter_mut())
-                .zip(m1.iter_mut())
-                .zip(m2.iter_mut());
-            for ((((t, v), a), b), &g) in state.zip(g) {
-                *v -= k.update(a, b, g); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)   (Alg. 3)
-                *t = prox(delta * *v); //   θ ← prox_{δJ}(δv)
-            }
+        write_theta(th, stream, |o, th| {
+            simd(|| {
+                let state = th
+                    .iter_mut()
+                    .zip(&mut v[o..])
+                    .zip(&mut m1[o..])
+                    .zip(&mut m2[o..]);
+                for ((((t, v), a), b), &g) in state.zip(&g[o..]) {
+                    *v -= k.update(a, b, g); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)   (Alg. 3)
+                    *t = prox(delta * *v); //   θ ← prox_{δJ}(δv)
+                }
+            })
         });
         if let Some((reg, gs)) = post {
             reg.prox(th, gs, delta);

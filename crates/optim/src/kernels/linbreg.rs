@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::{chunk_len, parallel, simd, with_prox};
+use super::{chunk_len, parallel, simd, stream_theta, with_prox, write_theta};
 use crate::Regularizer;
 
 /// LinBreg step: reads `g`, `v`; writes `v`, `θ` (16 bytes per parameter).
@@ -38,12 +38,15 @@ fn linbreg_with(
     post: Option<(&dyn Regularizer, usize)>,
 ) {
     let c = chunk_len(post.map_or(1, |p| p.1));
+    let stream = stream_theta(theta.len(), post);
     let body = |(th, (v, g)): (&mut [f32], (&mut [f32], &[f32]))| {
-        simd(|| {
-            for ((t, v), &g) in th.iter_mut().zip(v.iter_mut()).zip(g) {
-                *v -= tau * g; //          v ← v − τ∇L(θ)      (2.8, first line)
-                *t = prox(delta * *v); //  θ ← prox_{δJ}(δv)   (2.8, second line)
-            }
+        write_theta(th, stream, |o, th| {
+            simd(|| {
+                for ((t, v), &g) in th.iter_mut().zip(&mut v[o..]).zip(&g[o..]) {
+                    *v -= tau * g; //          v ← v − τ∇L(θ)      (2.8, first line)
+                    *t = prox(delta * *v); //  θ ← prox_{δJ}(δv)   (2.8, second line)
+                }
+            })
         });
         if let Some((reg, gs)) = post {
             reg.prox(th, gs, delta); // a group prox runs over the whole chunk
@@ -90,14 +93,18 @@ fn momentum_with(
     post: Option<(&dyn Regularizer, usize)>,
 ) {
     let c = chunk_len(post.map_or(1, |p| p.1));
+    let stream = stream_theta(theta.len(), post);
     #[allow(clippy::type_complexity)]
     let body = |((th, v), (m, g)): ((&mut [f32], &mut [f32]), (&mut [f32], &[f32]))| {
-        simd(|| {
-            for (((t, v), m), &g) in th.iter_mut().zip(v.iter_mut()).zip(m.iter_mut()).zip(g) {
-                *m = beta * *m + (1.0 - beta) * tau * g; // m ← βm + (1−β)τg   (2.14)
-                *v -= *m; //                                v ← v − m
-                *t = prox(delta * *v); //                   θ ← prox_{δJ}(δv)
-            }
+        write_theta(th, stream, |o, th| {
+            simd(|| {
+                let state = th.iter_mut().zip(&mut v[o..]).zip(&mut m[o..]);
+                for (((t, v), m), &g) in state.zip(&g[o..]) {
+                    *m = beta * *m + (1.0 - beta) * tau * g; // m ← βm + (1−β)τg   (2.14)
+                    *v -= *m; //                                v ← v − m
+                    *t = prox(delta * *v); //                   θ ← prox_{δJ}(δv)
+                }
+            })
         });
         if let Some((reg, gs)) = post {
             reg.prox(th, gs, delta);
