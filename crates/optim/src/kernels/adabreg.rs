@@ -50,16 +50,18 @@ fn adabreg_with(
     let stream = stream_theta(theta.len(), post);
     let body = |((th, v), ((m1, m2), g)): Chunk<'_>| {
         write_theta(th, stream, |o, th| {
-            simd(|| {
-                let state = th
-                    .iter_mut()
-                    .zip(&mut v[o..])
-                    .zip(&mut m1[o..])
-                    .zip(&mut m2[o..]);
-                for ((((t, v), a), b), &g) in state.zip(&g[o..]) {
-                    *v -= k.update(a, b, g); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)   (Alg. 3)
-                    *t = prox(delta * *v); //   θ ← prox_{δJ}(δv)
-                }
+            let n = th.len();
+            // Equal-length slices, indexed: LLVM vectorises this five-array
+            // loop (a five-way zip it did not).
+            let (v, m1, m2, g) = (
+                &mut v[o..o + n],
+                &mut m1[o..o + n],
+                &mut m2[o..o + n],
+                &g[o..o + n],
+            );
+            simd!(for i in 0..n {
+                v[i] -= k.update(&mut m1[i], &mut m2[i], g[i]); // v ← v − τ̂ m̂₁/(√m̂₂ + ε)  (Alg. 3)
+                th[i] = prox(delta * v[i]); //                      θ ← prox_{δJ}(δv)
             })
         });
         if let Some((reg, gs)) = post {

@@ -50,7 +50,7 @@ pub fn adam(theta: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], k: &Ad
     let c = chunk_len(1);
     #[allow(clippy::type_complexity)]
     let body = |((th, g), (m1, m2)): ((&mut [f32], &[f32]), (&mut [f32], &mut [f32]))| {
-        simd(|| {
+        simd!({
             for (((t, &g), a), b) in th.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut()) {
                 *t -= k.update(a, b, g);
             }

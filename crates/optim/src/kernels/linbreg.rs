@@ -41,7 +41,7 @@ fn linbreg_with(
     let stream = stream_theta(theta.len(), post);
     let body = |(th, (v, g)): (&mut [f32], (&mut [f32], &[f32]))| {
         write_theta(th, stream, |o, th| {
-            simd(|| {
+            simd!({
                 for ((t, v), &g) in th.iter_mut().zip(&mut v[o..]).zip(&g[o..]) {
                     *v -= tau * g; //          v ← v − τ∇L(θ)      (2.8, first line)
                     *t = prox(delta * *v); //  θ ← prox_{δJ}(δv)   (2.8, second line)
@@ -97,7 +97,7 @@ fn momentum_with(
     #[allow(clippy::type_complexity)]
     let body = |((th, v), (m, g)): ((&mut [f32], &mut [f32]), (&mut [f32], &[f32]))| {
         write_theta(th, stream, |o, th| {
-            simd(|| {
+            simd!({
                 let state = th.iter_mut().zip(&mut v[o..]).zip(&mut m[o..]);
                 for (((t, v), m), &g) in state.zip(&g[o..]) {
                     *m = beta * *m + (1.0 - beta) * tau * g; // m ← βm + (1−β)τg   (2.14)

@@ -136,24 +136,48 @@ fn store_fence() {
     };
 }
 
-/// Runs `f`, compiled for AVX2 + FMA when the CPU has them (checked at run
-/// time, so the crate builds and runs on any x86-64 without
+/// Runs the loop `$body`, compiled for AVX2 + FMA when the CPU has them
+/// (checked at run time, so the crate builds and runs on any x86-64 without
 /// `-C target-cpu=native`). The arithmetic is the same either way — Rust never
 /// contracts `a*b + c` into an FMA on its own — so the results are bitwise
 /// identical on every CPU; only the vector width changes (8 lanes, not 4).
-#[inline(always)]
-pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+///
+/// A macro, not a function taking a closure: the body is expanded twice, so
+/// each copy has exactly one caller and LLVM inlines the wide copy into the
+/// AVX2 function. With one closure called from both paths, large loops (Adam,
+/// AdaBreg) stayed out of line and ran as 4-lane SSE code.
+macro_rules! simd {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
         {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
-                f()
+            if $crate::kernels::has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { $crate::kernels::wide(|| $body) }
+            } else {
+                $body
             }
-            // SAFETY: the CPU supports the enabled features (checked above).
-            return unsafe { wide(f) };
         }
-    }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body
+        }
+    }};
+}
+pub(crate) use simd;
+
+/// Whether the CPU has AVX2 and FMA (cached by `std`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Calls `f` inside a function compiled with AVX2 + FMA enabled.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
     f()
 }

@@ -21,7 +21,7 @@ fn proxgd_with(
 ) {
     let c = chunk_len(post.map_or(1, |p| p.1));
     let body = |(th, g): (&mut [f32], &[f32])| {
-        simd(|| {
+        simd!({
             for (t, &g) in th.iter_mut().zip(g) {
                 *t = prox(*t - tau * g); // θ ← prox_{τJ}(θ − τg)   (1.5)
             }

@@ -9,7 +9,7 @@ use super::{chunk_len, parallel, simd};
 pub fn sgd(theta: &mut [f32], g: &[f32], tau: f32) {
     let c = chunk_len(1);
     let body = |(th, g): (&mut [f32], &[f32])| {
-        simd(|| {
+        simd!({
             for (t, &g) in th.iter_mut().zip(g) {
                 *t -= tau * g;
             }
@@ -26,7 +26,7 @@ pub fn sgd(theta: &mut [f32], g: &[f32], tau: f32) {
 pub fn sgd_momentum(theta: &mut [f32], b: &mut [f32], g: &[f32], tau: f32, beta: f32) {
     let c = chunk_len(1);
     let body = |(th, (b, g)): (&mut [f32], (&mut [f32], &[f32]))| {
-        simd(|| {
+        simd!({
             for ((t, b), &g) in th.iter_mut().zip(b.iter_mut()).zip(g) {
                 *b = beta * *b + g;
                 *t -= tau * *b;
