@@ -346,4 +346,24 @@ fn conv2d_parallel_image_path_and_big_patch_path() {
             )
         },
     ));
+    // Big patch, 10 images and a bias: pixel-major forward with the bias added
+    // after the transpose, per-image input gradients in parallel.
+    ok(check.check(
+        &[
+            rand_tensor(&[10, 29, 4, 4], 56),
+            rand_tensor(&[2, 29, 3, 3], 57),
+            rand_tensor(&[2], 58),
+        ],
+        |t, v| {
+            t.conv2d(
+                v[0],
+                v[1],
+                Some(v[2]),
+                Conv2dSpec {
+                    stride: 1,
+                    padding: 0,
+                },
+            )
+        },
+    ));
 }
