@@ -469,6 +469,16 @@ fn plot(metric: &str, out: &Path, title: Option<&str>, runs: &[PathBuf]) -> Resu
         );
         series.push(bregman::train::plot::Series { name, points });
     }
+    // Runs with the same directory name (e.g. one setting under two result
+    // trees) are labelled with their parent directory too.
+    let names: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
+    for (s, dir) in series.iter_mut().zip(runs) {
+        if names.iter().filter(|n| **n == s.name).count() > 1 {
+            if let Some(parent) = dir.parent().and_then(|p| p.file_name()) {
+                s.name = format!("{}/{}", parent.to_string_lossy(), s.name);
+            }
+        }
+    }
     let unit = if metric.ends_with("_acc") || metric.starts_with("n_") {
         format!("{metric} (%)")
     } else {

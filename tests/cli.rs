@@ -557,6 +557,26 @@ fn plot_compares_runs() {
         "{text}"
     );
     assert!(text.contains("bregman-cli-") && text.contains("n_total (%)"));
+    // Two runs with the same directory name are told apart by their parents.
+    let twin = tmp("plot-twin").join(a.file_name().unwrap());
+    std::fs::create_dir_all(&twin).unwrap();
+    std::fs::copy(a.join("metrics.csv"), twin.join("metrics.csv")).unwrap();
+    let (pa, pt) = (a.parent().unwrap(), twin.parent().unwrap());
+    ok(&[
+        "plot",
+        "--metric",
+        "val_acc",
+        "--out",
+        svg.to_str().unwrap(),
+        a.to_str().unwrap(),
+        twin.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let name = a.file_name().unwrap().to_string_lossy().into_owned();
+    for parent in [pa, pt] {
+        let label = format!("{}/{name}", parent.file_name().unwrap().to_string_lossy());
+        assert!(text.contains(&label), "{label} missing");
+    }
     let e = err(&[
         "plot",
         "--metric",
