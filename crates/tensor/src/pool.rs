@@ -28,6 +28,9 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
         .zip(idx.par_chunks_mut(op))
         .zip(x.data().par_chunks(ip))
         .for_each(|((o, ix), xp)| {
+            if g.kh == 2 && g.kw == 2 && g.stride == 2 {
+                return pool_2x2(o, ix, xp, g);
+            }
             // Without padding every window of a valid output lies inside the plane.
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
@@ -36,11 +39,12 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
                     for ky in 0..g.kh {
                         let base = (oy * g.stride + ky) * g.w + ox * g.stride;
                         for (kx, &v) in xp[base..base + g.kw].iter().enumerate() {
-                            // `v > best` keeps the first maximum on ties; a NaN wins so it propagates.
-                            if v > best || (v.is_nan() && !best.is_nan()) {
-                                best = v;
-                                arg = base + kx;
-                            }
+                            // `v > best` keeps the first maximum on ties; a NaN wins so it
+                            // propagates. Selects, not a branch: on real activations the
+                            // comparison is a coin flip and a branch mispredicts half the time.
+                            let take = takes_over(v, best);
+                            best = if take { v } else { best };
+                            arg = if take { base + kx } else { arg };
                         }
                     }
                     o[oy * g.ow + ox] = best;
@@ -49,6 +53,47 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
             }
         });
     (out, idx)
+}
+
+/// Whether `v` replaces `best` as the window maximum: strictly greater (the
+/// first maximum wins ties), or a NaN where `best` is not (NaN propagates).
+/// `!(v <= best)` is `v > best` or one of them NaN; a NaN `best` is kept.
+#[inline(always)]
+fn takes_over(v: f32, best: f32) -> bool {
+    !(v <= best) && !best.is_nan()
+}
+
+/// The common 2×2, stride-2 window of one plane: the same result as the
+/// general loop (windows visited row by row), with the four candidates read
+/// straight from two input rows and chosen by selects, not branches — on real
+/// activations each comparison is a coin flip that a branch mispredicts.
+fn pool_2x2(o: &mut [f32], ix: &mut [u32], xp: &[f32], g: &ConvGeometry) {
+    for oy in 0..g.oh {
+        let top = 2 * oy * g.w;
+        let (r0, r1) = (
+            &xp[top..top + 2 * g.ow],
+            &xp[top + g.w..top + g.w + 2 * g.ow],
+        );
+        let rows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+        let outs = o[oy * g.ow..(oy + 1) * g.ow]
+            .iter_mut()
+            .zip(&mut ix[oy * g.ow..(oy + 1) * g.ow]);
+        for (ox, ((out, arg), (a, b))) in outs.zip(rows).enumerate() {
+            let first = (top + 2 * ox) as u32;
+            let (mut m, mut k) = (a[0], first);
+            for (v, at) in [
+                (a[1], first + 1),
+                (b[0], first + g.w as u32),
+                (b[1], first + g.w as u32 + 1),
+            ] {
+                let take = takes_over(v, m);
+                m = if take { v } else { m };
+                k = if take { at } else { k };
+            }
+            *out = m;
+            *arg = k;
+        }
+    }
 }
 
 /// Routes an output gradient back to the winning inputs of [`maxpool2d`].
@@ -143,6 +188,70 @@ mod tests {
         want[8] = 3.;
         want[11] = 4.;
         assert_eq!(dx.data(), want.as_slice());
+    }
+
+    /// Window maximum by the definition: windows in row-major order, first
+    /// maximum on ties, the first NaN wins.
+    fn naive(x: &[f32], h: usize, w: usize, k: usize, s: usize) -> (Vec<f32>, Vec<u32>) {
+        let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+        let (mut out, mut idx) = (Vec::new(), Vec::new());
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best: Option<(f32, usize)> = None;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let i = (oy * s + ky) * w + ox * s + kx;
+                        let v = x[i];
+                        best = match best {
+                            None => Some((v, i)),
+                            Some((b, _)) if b.is_nan() => best,
+                            Some(_) if v.is_nan() => Some((v, i)),
+                            Some((b, _)) if v > b => Some((v, i)),
+                            _ => best,
+                        };
+                    }
+                }
+                let (v, i) = best.unwrap();
+                out.push(v);
+                idx.push(i as u32);
+            }
+        }
+        (out, idx)
+    }
+
+    #[test]
+    fn fast_2x2_path_and_general_path_match_the_definition() {
+        // Few distinct values (many ties), some NaNs, odd sizes (last row and
+        // column not covered by a 2×2 window).
+        let (h, w) = (7, 9);
+        let mut s = 12345u32;
+        let mut vals: Vec<f32> = (0..2 * 3 * h * w)
+            .map(|_| {
+                s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                ((s >> 16) % 5) as f32 - 2.0
+            })
+            .collect();
+        for i in (0..vals.len()).step_by(17) {
+            vals[i] = f32::NAN;
+        }
+        let x = Tensor::from_vec(&[2, 3, h, w], vals).unwrap();
+        for (k, st) in [(2, 2), (3, 2), (2, 1)] {
+            let g = ConvGeometry::new(x.shape(), k, k, st, 0).unwrap();
+            let (y, idx) = maxpool2d(&x, &g);
+            let op = g.oh * g.ow;
+            for plane in 0..6 {
+                let xp = &x.data()[plane * h * w..(plane + 1) * h * w];
+                let (want, want_idx) = naive(xp, h, w, k, st);
+                let got = &y.data()[plane * op..(plane + 1) * op];
+                assert_eq!(&idx[plane * op..(plane + 1) * op], want_idx.as_slice());
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        a == b || (a.is_nan() && b.is_nan()),
+                        "{k}x{k}/{st}: {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
