@@ -57,10 +57,9 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
 
 /// Whether `v` replaces `best` as the window maximum: strictly greater (the
 /// first maximum wins ties), or a NaN where `best` is not (NaN propagates).
-/// `!(v <= best)` is `v > best` or one of them NaN; a NaN `best` is kept.
 #[inline(always)]
 fn takes_over(v: f32, best: f32) -> bool {
-    !(v <= best) && !best.is_nan()
+    (v > best || v.is_nan()) && !best.is_nan()
 }
 
 /// The common 2×2, stride-2 window of one plane: the same result as the
