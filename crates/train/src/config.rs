@@ -216,8 +216,9 @@ impl TrainConfig {
         // algorithms were initialized non-sparse", paper §4.4).
         let sparse = matches!(optimizer, "linbreg" | "linbreg-momentum" | "adabreg")
             || (optimizer == "proxgd" && experiment == "mnist-mlp");
-        // The Lasso baseline starts dense but is regularized like the sparse methods.
-        let regularized = sparse || optimizer == "lasso";
+        // The Lasso baseline (and ProxGD in the tables) start dense but are
+        // regularized like the sparse methods.
+        let regularized = sparse || matches!(optimizer, "lasso" | "proxgd");
         // Dense baselines start dense with the plain Kaiming init; sparse
         // methods start at r = 1% (SPEC §3).
         let r: f32 = if sparse { 0.01 } else { 1.0 };
@@ -413,6 +414,20 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sparsity_method_has_a_regularizer_and_dense_baselines_none() {
+        for exp in EXPERIMENTS {
+            for opt in OPTIMIZERS {
+                let c = TrainConfig::preset(exp, Some(opt)).unwrap();
+                let regs = [c.linear_regularizer.as_str(), c.conv_regularizer.as_str()];
+                let any = regs.iter().any(|r| *r != "none");
+                let dense = matches!(*opt, "sgd" | "adam" | "prune");
+                assert_eq!(any, !dense, "{exp}/{opt}: regularizers {regs:?}");
+                assert_eq!(c.lambda > 0.0, !dense, "{exp}/{opt}: λ {}", c.lambda);
+            }
+        }
+    }
 
     #[test]
     fn configs_without_later_fields_still_load() {
