@@ -51,8 +51,8 @@ fn adabreg_with(
     let body = |((th, v), ((m1, m2), g)): Chunk<'_>| {
         write_theta(th, stream, |o, th| {
             let n = th.len();
-            // Equal-length slices, indexed: LLVM vectorises this five-array
-            // loop (a five-way zip it did not).
+            // Five slices of the same length n: the indexed loop below needs
+            // no bounds checks and reads like Alg. 3.
             let (v, m1, m2, g) = (
                 &mut v[o..o + n],
                 &mut m1[o..o + n],
