@@ -2,7 +2,7 @@
 # Runs the Fashion-MNIST ConvNet experiments of Tables 1 and 2 and writes their
 # outputs under docs/results/fashion-convnet/ (checkpoints are git-ignored).
 # Usage: BREGMAN_DATA=../shared/data bash scripts/run_fashion_experiments.sh [EPOCHS] [RUN...]
-# RUN names: adabreg linbreg linbreg-momentum proxgd adam group-adabreg group-linbreg
+# RUN names: adabreg linbreg linbreg-momentum proxgd adam lasso prune group-adabreg group-linbreg
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-20}
