@@ -18,10 +18,16 @@ pub fn mlp(widths: &[usize], rng: &mut impl Rng) -> Sequential {
         widths.len() >= 2,
         "mlp: need at least input and output widths, got {widths:?}"
     );
+    dense_stack(widths, false, rng)
+}
+
+/// `flatten` then `layers`: dense maps between consecutive `widths` with a
+/// ReLU between them, and after the last one too when `relu_out`.
+fn dense_stack(widths: &[usize], relu_out: bool, rng: &mut impl Rng) -> Sequential {
     let mut layers = Sequential::new();
     for (i, w) in widths.windows(2).enumerate() {
         layers = layers.push(Dense::new(w[0], w[1], rng));
-        if i + 2 < widths.len() {
+        if relu_out || i + 2 < widths.len() {
             layers = layers.push(ReLU::new());
         }
     }
@@ -84,13 +90,5 @@ pub fn resnet18_cifar(num_classes: usize, rng: &mut impl Rng) -> Sequential {
 /// docs/RESULTS.md). Input `[N, 784]` or `[N, 1, 28, 28]`; parameter names as
 /// [`mlp`] (`layers.0.weight` … `layers.10.bias`).
 pub fn denoiser(rng: &mut impl Rng) -> Sequential {
-    let mut layers = Sequential::new();
-    for _ in 0..6 {
-        layers = layers.push(Dense::new(784, 784, rng)).push(ReLU::new());
-    }
-    let mut model = Sequential::new()
-        .push_named("flatten", Flatten::new())
-        .push_named("layers", layers);
-    model.rename("");
-    model
+    dense_stack(&[784; 7], true, rng)
 }
