@@ -5,9 +5,9 @@
 //!
 //! - forward: `Y_n = W · cols_nᵀ + b` (`[OC, P]`, already NCHW);
 //! - `∂L/∂W = Σ_n G_n · cols_n`, `∂L/∂b = Σ_pixels G`,
-//! - `∂L/∂x_n = col2im(G_nᵀ · W)`.
+//! - `∂L/∂x_n = col2im((Wᵀ · G_n)ᵀ)` (the columns come out channel-major).
 
-use bregman_tensor::conv::{col2im_image, pixels_to_channels};
+use bregman_tensor::conv::{col2im_image_channel_major, pixels_to_channels};
 use bregman_tensor::{gemm, gemm_serial, im2col, ConvGeometry, Tensor};
 use rayon::prelude::*;
 
@@ -167,7 +167,7 @@ impl Backward for Conv2dBackward {
     ) -> Vec<Option<Tensor>> {
         let (w, g) = (inputs[1], &self.geom);
         let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
-        // ∂L/∂x, per image: dcols_n[P, C·k·k] = G_nᵀ · W, folded back by col2im.
+        // ∂L/∂x, per image: dcols_nᵀ[C·k·k, P] = Wᵀ · G_n, folded back by col2im.
         let dx = needs[0].then(|| {
             let mut dx = Tensor::zeros(&[g.n, g.c, g.h, g.w]);
             let img = g.c * g.h * g.w;
@@ -180,8 +180,8 @@ impl Backward for Conv2dBackward {
                 p * pl,
                 |serial, dcols, dxn, gn| {
                     // The GEMM overwrites all of `dcols` (no accumulation), so reuse is safe.
-                    gemm_in(serial, p, oc, pl, gn, true, w.data(), false, dcols);
-                    col2im_image(dcols, g, dxn);
+                    gemm_in(serial, pl, oc, p, w.data(), true, gn, false, dcols);
+                    col2im_image_channel_major(dcols, g, dxn);
                 },
             );
             dx
