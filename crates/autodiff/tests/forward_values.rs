@@ -99,6 +99,67 @@ fn conv2d_by_hand() {
     assert_eq!(y2.data(), &[1., 3., 7., 9., -1., -3., -7., -9.]);
 }
 
+/// Direct convolution by its definition (cross-correlation, zero padding).
+fn conv_by_definition(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Tensor {
+    let (n, c, h, wd) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3));
+    let (oc, k) = (w.dim(0), w.dim(2));
+    let (oh, ow) = (
+        (h + 2 * pad - k) / stride + 1,
+        (wd + 2 * pad - k) / stride + 1,
+    );
+    let mut y = vec![0.0f32; n * oc * oh * ow];
+    for i in 0..n {
+        for o in 0..oc {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = 0.0f64;
+                    for ch in 0..c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * stride + ky) as isize - pad as isize;
+                                let ix = (ox * stride + kx) as isize - pad as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x.data()[((i * c + ch) * h + iy as usize) * wd + ix as usize];
+                                let wv = w.data()[((o * c + ch) * k + ky) * k + kx];
+                                s += (xv * wv) as f64;
+                            }
+                        }
+                    }
+                    y[((i * oc + o) * oh + oy) * ow + ox] = s as f32;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(&[n, oc, oh, ow], y).unwrap()
+}
+
+#[test]
+fn conv2d_with_many_channels_matches_definition() {
+    // Both forward paths: a short patch (3·3·3 = 27, one GEMM per image) and a
+    // long one (32·3·3 = 288, one GEMM over all pixels), with padding and stride.
+    for &(c, oc, k, stride, pad) in &[(3, 4, 3, 1, 1), (32, 3, 3, 2, 1), (5, 2, 5, 1, 2)] {
+        let x = Tensor::from_fn(&[2, c, 6, 5], |i| ((i * 37 % 23) as f32 - 11.0) / 8.0);
+        let w = Tensor::from_fn(&[oc, c, k, k], |i| ((i * 53 % 19) as f32 - 9.0) / 16.0);
+        let y = ops::conv2d::forward(
+            &x,
+            &w,
+            None,
+            Conv2dSpec {
+                stride,
+                padding: pad,
+            },
+        );
+        let expected = conv_by_definition(&x, &w, stride, pad);
+        assert_eq!(y.shape(), expected.shape());
+        for (a, b) in y.data().iter().zip(expected.data()) {
+            assert!((a - b).abs() < 1e-4, "c{c} oc{oc} k{k}: {a} vs {b}");
+        }
+    }
+}
+
 #[test]
 fn batchnorm_normalises_each_channel() {
     // Channel 0 values {1, 3} (mean 2, var 1), channel 1 values {10, 10} (var 0).

@@ -1,13 +1,22 @@
 //! `im2col` / `col2im`: turning a 2-D convolution into one GEMM.
 //!
 //! For an input `x` of shape `[N, C, H, W]` and a `kh×kw` kernel, `im2col` builds
-//! the *pixel-major* matrix `cols[(n, oy, ox), (c, ky, kx)]` of shape
-//! `[N·OH·OW, C·kh·kw]`; the convolution is then `cols · Wᵀ` with the weight
-//! viewed as `[OC, C·kh·kw]`. `col2im` is the adjoint (it scatter-adds columns
-//! back into an image) and gives the input gradient.
+//! the *pixel-major* matrix `cols[(n, oy, ox), (ky, kx, c)]` of shape
+//! `[N·OH·OW, kh·kw·C]`. Within a row the columns are *tap-major* (kernel
+//! position first, channel last): for one kernel row `ky` the `kw·C` values
+//! are one contiguous run of the image in channels-last order, so `im2col` is
+//! a few long copies per output pixel instead of `C·kh` copies of `kw` floats.
+//! The convolution is then `cols · W_tapᵀ` with the weight permuted to the
+//! same order, `[OC, kh, kw, C]` ([`weight_to_tap_major`]). `col2im` is the
+//! adjoint (it scatter-adds columns back into an image).
 //!
-//! Both run in parallel over images; each image is written by one task in a
+//! The input gradient comes out *channel-major* instead (`[C·kh·kw, OH·OW]`
+//! per image, from `Wᵀ · G_n`), and [`col2im_image_channel_major`] folds it.
+//!
+//! All run in parallel over images; each image is written by one task in a
 //! fixed order, so results do not depend on the thread count.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -107,7 +116,7 @@ fn valid_kx(g: &ConvGeometry, ox: usize) -> (usize, usize, isize) {
     (lo, hi.max(lo), x0)
 }
 
-/// Unfolds `x` (`[N, C, H, W]`) into `[N·OH·OW, C·kh·kw]` (see the module docs).
+/// Unfolds `x` (`[N, C, H, W]`) into `[N·OH·OW, kh·kw·C]` (see the module docs).
 ///
 /// **Panics** if `x`'s shape is not the geometry's input shape.
 pub fn im2col(x: &Tensor, g: &ConvGeometry) -> Tensor {
@@ -117,21 +126,33 @@ pub fn im2col(x: &Tensor, g: &ConvGeometry) -> Tensor {
         "im2col: input shape vs geometry"
     );
     let (pl, img) = (g.patch_len(), g.c * g.h * g.w);
-    // Zero-initialised: entries in the padding are simply never written.
-    let mut cols = Tensor::zeros(&[g.n * g.out_pixels(), pl]);
     let per_image = g.out_pixels() * pl;
-    if per_image == 0 || img == 0 {
-        return cols;
+    let len = g.n * per_image;
+    // Every entry is written exactly once below (data or padding zero), so the
+    // buffer is not zero-filled first: that saved a full extra pass over what
+    // is the largest buffer of a ResNet step (300 MB in its first stage).
+    let mut cols: Vec<f32> = Vec::with_capacity(len);
+    if per_image > 0 && img > 0 {
+        let xd = x.data();
+        cols.spare_capacity_mut()[..len]
+            .par_chunks_mut(per_image)
+            .zip(xd.par_chunks(img))
+            .for_each_init(
+                || vec![0.0f32; img],
+                |hwc, (out, xi)| im2col_image(xi, g, hwc, out),
+            );
+    } else {
+        cols.spare_capacity_mut()[..len].iter_mut().for_each(|e| {
+            e.write(0.0);
+        });
     }
-    let xd = x.data();
-    cols.data_mut()
-        .par_chunks_mut(per_image)
-        .zip(xd.par_chunks(img))
-        .for_each(|(out, xi)| im2col_image(xi, g, out));
-    cols
+    // SAFETY: `im2col_image` initialises every element of each image's block
+    // (see its docs), and the blocks cover all `len` elements.
+    unsafe { cols.set_len(len) };
+    Tensor::from_vec(&[g.n * g.out_pixels(), pl], cols).expect("length from geometry")
 }
 
-/// Folds `[N·OH·OW, C·kh·kw]` columns back into an `[N, C, H, W]` image,
+/// Folds `[N·OH·OW, kh·kw·C]` columns back into an `[N, C, H, W]` image,
 /// summing overlapping contributions: the adjoint of [`im2col`].
 ///
 /// **Panics** if `cols` does not have the geometry's column shape.
@@ -156,49 +177,70 @@ pub fn col2im(cols: &Tensor, g: &ConvGeometry) -> Tensor {
     x
 }
 
-/// [`im2col`] of one image: `xi` is `[C, H, W]`, `out` is `[OH·OW, C·kh·kw]`
-/// and must hold zeros where the window covers padding (entries there are
-/// not written).
-///
-/// **Panics** if a slice is shorter than the geometry requires.
-pub fn im2col_image(xi: &[f32], g: &ConvGeometry, out: &mut [f32]) {
-    let pl = g.patch_len();
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            let (lo, hi, x0) = valid_kx(g, ox);
-            let row = &mut out[(oy * g.ow + ox) * pl..][..pl];
-            for ky in 0..g.kh {
-                let Some(iy) = g.in_y(oy, ky) else { continue };
-                for ch in 0..g.c {
-                    let dst = &mut row[(ch * g.kh + ky) * g.kw..][lo..hi];
-                    let src = &xi[(ch * g.h + iy) * g.w + (x0 + lo as isize) as usize..][..hi - lo];
-                    copy_short(dst, src);
+/// [`im2col`] of one image: `xi` is `[C, H, W]`, `hwc` scratch of the same
+/// length (receives the image channels-last), `out` is `[OH·OW, kh·kw·C]`.
+/// Writes every element of `out`: image values, and zeros where the window
+/// covers padding.
+fn im2col_image(xi: &[f32], g: &ConvGeometry, hwc: &mut [f32], out: &mut [MaybeUninit<f32>]) {
+    transpose(xi, g.c, g.h * g.w, hwc);
+    let (c, run) = (g.c, g.kw * g.c);
+    let zero = |d: &mut [MaybeUninit<f32>]| {
+        d.iter_mut().for_each(|e| {
+            e.write(0.0);
+        })
+    };
+    for (pix, row) in out.chunks_exact_mut(g.patch_len()).enumerate() {
+        let (oy, ox) = (pix / g.ow, pix % g.ow);
+        let (lo, hi, x0) = valid_kx(g, ox);
+        for (ky, seg) in row.chunks_exact_mut(run).enumerate() {
+            match g.in_y(oy, ky) {
+                Some(iy) if lo < hi => {
+                    let start = (iy * g.w) as isize + x0 + lo as isize;
+                    let src = &hwc[start as usize * c..][..(hi - lo) * c];
+                    zero(&mut seg[..lo * c]);
+                    for (d, &v) in seg[lo * c..hi * c].iter_mut().zip(src) {
+                        d.write(v);
+                    }
+                    zero(&mut seg[hi * c..]);
                 }
+                _ => zero(seg),
             }
         }
     }
 }
 
-/// [`col2im`] of one image: adds the columns `ci` (`[OH·OW, C·kh·kw]`) into
-/// `xi` (`[C, H, W]`).
+/// [`col2im`] of one image: adds the columns `ci` (`[OH·OW, kh·kw·C]`, in
+/// [`im2col`]'s tap-major order) into `xi` (`[C, H, W]`). Like `im2col`, it
+/// works channels-last (contiguous runs of `kw·C` per kernel row) and
+/// transposes once at the end.
 ///
 /// **Panics** if a slice is shorter than the geometry requires.
 pub fn col2im_image(ci: &[f32], g: &ConvGeometry, xi: &mut [f32]) {
-    let pl = g.patch_len();
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            let (lo, hi, x0) = valid_kx(g, ox);
-            let row = &ci[(oy * g.ow + ox) * pl..][..pl];
-            for ky in 0..g.kh {
-                let Some(iy) = g.in_y(oy, ky) else { continue };
-                for ch in 0..g.c {
-                    let src = &row[(ch * g.kh + ky) * g.kw..][lo..hi];
-                    let dst =
-                        &mut xi[(ch * g.h + iy) * g.w + (x0 + lo as isize) as usize..][..hi - lo];
-                    add_short(dst, src);
-                }
+    let (c, run, plane) = (g.c, g.kw * g.c, g.h * g.w);
+    let mut hwc = vec![0.0f32; c * plane];
+    for (pix, row) in ci
+        .chunks_exact(g.patch_len())
+        .take(g.out_pixels())
+        .enumerate()
+    {
+        let (oy, ox) = (pix / g.ow, pix % g.ow);
+        let (lo, hi, x0) = valid_kx(g, ox);
+        for (ky, seg) in row.chunks_exact(run).enumerate() {
+            let Some(iy) = g.in_y(oy, ky) else { continue };
+            if lo >= hi {
+                continue;
             }
+            let start = ((iy * g.w) as isize + x0 + lo as isize) as usize * c;
+            let dst = &mut hwc[start..][..(hi - lo) * c];
+            dst.iter_mut()
+                .zip(&seg[lo * c..hi * c])
+                .for_each(|(d, &s)| *d += s);
         }
+    }
+    for (ch, xp) in xi.chunks_exact_mut(plane).take(c).enumerate() {
+        xp.iter_mut()
+            .zip(hwc[ch..].iter().step_by(c))
+            .for_each(|(d, &s)| *d += s);
     }
 }
 
@@ -250,32 +292,6 @@ pub fn col2im_image_channel_major(ct: &[f32], g: &ConvGeometry, xi: &mut [f32]) 
     }
 }
 
-/// `dst ← src` for one kernel row (a few elements). Fixed lengths for the
-/// common kernel widths keep the copy inline: a generic slice copy of 3
-/// elements becomes a `memcpy` call, which made `im2col` several times slower.
-#[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
-    match (<&mut [f32; 3]>::try_from(&mut *dst), <&[f32; 3]>::try_from(src)) {
-        (Ok(d), Ok(s)) => *d = *s,
-        _ => match (<&mut [f32; 5]>::try_from(&mut *dst), <&[f32; 5]>::try_from(src)) {
-            (Ok(d), Ok(s)) => *d = *s,
-            _ => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s),
-        },
-    }
-}
-
-/// `dst += src` for one kernel row (see [`copy_short`]).
-#[inline(always)]
-fn add_short(dst: &mut [f32], src: &[f32]) {
-    match (<&mut [f32; 3]>::try_from(&mut *dst), <&[f32; 3]>::try_from(src)) {
-        (Ok(d), Ok(s)) => (0..3).for_each(|i| d[i] += s[i]),
-        _ => match (<&mut [f32; 5]>::try_from(&mut *dst), <&[f32; 5]>::try_from(src)) {
-            (Ok(d), Ok(s)) => (0..5).for_each(|i| d[i] += s[i]),
-            _ => dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s),
-        },
-    }
-}
-
 /// `[N, P, C]` (pixel-major, the GEMM output) to `[N, C, P]` (NCHW with `P = H·W`).
 ///
 /// **Panics** if `x.len() != n·p·c`.
@@ -290,6 +306,21 @@ pub fn channels_to_pixels(x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
     transpose_per_image(x, n, c, p)
 }
 
+/// The weight `[OC, C, kh, kw]` (PyTorch's layout) permuted to `[OC, kh, kw, C]`,
+/// the column order of [`im2col`].
+///
+/// **Panics** if `w.len() != oc·c·taps` (`taps = kh·kw`).
+pub fn weight_to_tap_major(w: &[f32], oc: usize, c: usize, taps: usize) -> Vec<f32> {
+    transpose_per_image(w, oc, c, taps)
+}
+
+/// The inverse of [`weight_to_tap_major`]: `[OC, kh, kw, C]` back to `[OC, C, kh, kw]`.
+///
+/// **Panics** if `w.len() != oc·taps·c`.
+pub fn weight_from_tap_major(w: &[f32], oc: usize, c: usize, taps: usize) -> Vec<f32> {
+    transpose_per_image(w, oc, taps, c)
+}
+
 /// Transposes each of `n` row-major `[r, s]` matrices to `[s, r]`.
 fn transpose_per_image(x: &[f32], n: usize, r: usize, s: usize) -> Vec<f32> {
     assert_eq!(x.len(), n * r * s, "transpose: length");
@@ -300,20 +331,24 @@ fn transpose_per_image(x: &[f32], n: usize, r: usize, s: usize) -> Vec<f32> {
     }
     out.par_chunks_mut(per)
         .zip(x.par_chunks(per))
-        .for_each(|(o, xi)| {
-            // Blocked to stay in cache for large planes.
-            const B: usize = 32;
-            for r0 in (0..r).step_by(B) {
-                for s0 in (0..s).step_by(B) {
-                    for i in r0..(r0 + B).min(r) {
-                        for j in s0..(s0 + B).min(s) {
-                            o[j * r + i] = xi[i * s + j];
-                        }
-                    }
+        .for_each(|(o, xi)| transpose(xi, r, s, o));
+    out
+}
+
+/// `o[j·r + i] = x[i·s + j]`: one row-major `[r, s]` matrix to `[s, r]`,
+/// blocked to stay in cache for large planes.
+fn transpose(x: &[f32], r: usize, s: usize, o: &mut [f32]) {
+    const B: usize = 32;
+    let (x, o) = (&x[..r * s], &mut o[..r * s]);
+    for r0 in (0..r).step_by(B) {
+        for s0 in (0..s).step_by(B) {
+            for i in r0..(r0 + B).min(r) {
+                for j in s0..(s0 + B).min(s) {
+                    o[j * r + i] = x[i * s + j];
                 }
             }
-        });
-    out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -366,6 +401,55 @@ mod tests {
         assert!((lhs - rhs).abs() < 1e-6, "{lhs} vs {rhs}");
     }
 
+    /// `x[n, c, y, x]` read through the padding (0 outside the image).
+    fn padded(x: &Tensor, n: usize, c: usize, y: isize, xx: isize) -> f32 {
+        let s = x.shape();
+        if y < 0 || xx < 0 || y >= s[2] as isize || xx >= s[3] as isize {
+            return 0.0;
+        }
+        x.data()[((n * s[1] + c) * s[2] + y as usize) * s[3] + xx as usize]
+    }
+
+    #[test]
+    fn im2col_matches_definition_with_channels() {
+        // cols[(n, oy, ox), (ky, kx, c)] = x[n, c, oy·s + ky − p, ox·s + kx − p].
+        let x = Tensor::from_fn(&[2, 3, 5, 6], |i| i as f32 + 1.0);
+        for &(k, stride, pad) in &[(3, 1, 1), (3, 2, 1), (2, 1, 0), (5, 1, 2), (1, 2, 0)] {
+            let g = ConvGeometry::new(x.shape(), k, k, stride, pad).unwrap();
+            let cols = im2col(&x, &g);
+            let pl = g.patch_len();
+            for n in 0..2 {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let row = (n * g.oh + oy) * g.ow + ox;
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                for c in 0..3 {
+                                    let y = (oy * stride + ky) as isize - pad as isize;
+                                    let xx = (ox * stride + kx) as isize - pad as isize;
+                                    assert_eq!(
+                                        cols.data()[row * pl + (ky * k + kx) * 3 + c],
+                                        padded(&x, n, c, y, xx),
+                                        "k{k} s{stride} p{pad} n{n} ({oy},{ox}) tap ({ky},{kx}) c{c}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_permutation_round_trips() {
+        let w: Vec<f32> = (0..4 * 3 * 9).map(|v| v as f32).collect();
+        let tap = weight_to_tap_major(&w, 4, 3, 9);
+        // [o=1, c=2, tap=5] moves to [o=1, tap=5, c=2].
+        assert_eq!(tap[27 + 5 * 3 + 2], w[27 + 2 * 9 + 5]);
+        assert_eq!(weight_from_tap_major(&tap, 4, 3, 9), w);
+    }
+
     #[test]
     fn channel_major_fold_matches_pixel_major_fold() {
         // Every stride/padding/kernel mix, including taps that fall entirely
@@ -382,10 +466,13 @@ mod tests {
             let g = ConvGeometry::new(&[1, 2, h, w], k, k, stride, pad).unwrap();
             let (p, pl) = (g.out_pixels(), g.patch_len());
             let cols: Vec<f32> = (0..p * pl).map(|i| ((i * 29 % 13) as f32) - 6.0).collect();
+            // Channel-major rows are (c, ky, kx); pixel-major columns (ky, kx, c).
             let mut transposed = vec![0.0; p * pl];
             for i in 0..p {
-                for j in 0..pl {
-                    transposed[j * p + i] = cols[i * pl + j];
+                for ch in 0..2 {
+                    for tap in 0..k * k {
+                        transposed[(ch * k * k + tap) * p + i] = cols[i * pl + tap * 2 + ch];
+                    }
                 }
             }
             let mut expected = vec![0.0; 2 * h * w];

@@ -1,13 +1,17 @@
 //! 2-D convolution (cross-correlation, as PyTorch) via `im2col` + one GEMM.
 //!
-//! With `cols_n = im2col(x_n)` of shape `[P, C·k·k]` (`P = OH·OW` pixels of
-//! image `n`) and the weight viewed as `W: [OC, C·k·k]`:
+//! With `cols_n = im2col(x_n)` of shape `[P, k·k·C]` (`P = OH·OW` pixels of
+//! image `n`, columns in tap-major order) and the weight viewed as
+//! `W: [OC, C·k·k]`, or permuted to the columns' order as `W_tap: [OC, k·k·C]`:
 //!
-//! - forward: `Y_n = W · cols_nᵀ + b` (`[OC, P]`, already NCHW);
-//! - `∂L/∂W = Σ_n G_n · cols_n`, `∂L/∂b = Σ_pixels G`,
-//! - `∂L/∂x_n = col2im((Wᵀ · G_n)ᵀ)` (the columns come out channel-major).
+//! - forward: `Y_n = W_tap · cols_nᵀ + b` (`[OC, P]`, already NCHW);
+//! - `∂L/∂W_tap = Σ_n G_n · cols_n` (permuted back to `W`'s layout),
+//!   `∂L/∂b = Σ_pixels G`;
+//! - `∂L/∂x_n = col2im(Wᵀ · G_n)`, the columns channel-major (`[C·k·k, P]`).
 
-use bregman_tensor::conv::{col2im_image_channel_major, pixels_to_channels};
+use bregman_tensor::conv::{
+    col2im_image_channel_major, pixels_to_channels, weight_from_tap_major, weight_to_tap_major,
+};
 use bregman_tensor::{gemm, gemm_serial, im2col, ConvGeometry, Tensor};
 use rayon::prelude::*;
 
@@ -96,7 +100,7 @@ const BIG_GEMM_PATCH: usize = 256;
 
 /// Forward pass; returns the output and the `im2col` matrix (kept for backward).
 ///
-/// Either per image `n`: `Y_n[OC, OH·OW] = W[OC, C·k·k] · cols_nᵀ`, written
+/// Either per image `n`: `Y_n[OC, OH·OW] = W_tap[OC, k·k·C] · cols_nᵀ`, written
 /// straight into the NCHW output (the transposed `cols_n` is read in place), or
 /// one pixel-major GEMM and a transpose (see [`BIG_GEMM_PATCH`]).
 fn forward_with_cols(
@@ -108,6 +112,7 @@ fn forward_with_cols(
     let g = geometry(x, w, spec);
     let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
     let cols = im2col(x, &g);
+    let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
     let mut y = if pl >= BIG_GEMM_PATCH {
         // One GEMM over all pixels, Y_pix[N·P, OC] = cols · Wᵀ, then to NCHW.
         let mut y_pix = vec![0.0f32; g.n * p * oc];
@@ -117,7 +122,7 @@ fn forward_with_cols(
             oc,
             cols.data(),
             false,
-            w.data(),
+            &w_tap,
             true,
             &mut y_pix,
             false,
@@ -134,7 +139,7 @@ fn forward_with_cols(
             p * pl,
             0,
             |serial, _, yn, cn| {
-                gemm_in(serial, oc, pl, p, w.data(), false, cn, true, yn);
+                gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
             },
         );
         y
@@ -200,7 +205,7 @@ impl Backward for Conv2dBackward {
                         }
                     });
             }
-            let mut dw = Tensor::zeros(w.shape());
+            let mut dw_tap = vec![0.0f32; oc * pl];
             gemm(
                 oc,
                 g.n * p,
@@ -209,10 +214,11 @@ impl Backward for Conv2dBackward {
                 false,
                 self.cols.data(),
                 false,
-                dw.data_mut(),
+                &mut dw_tap,
                 false,
             );
-            dw
+            let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
+            Tensor::from_vec(w.shape(), dw).expect("weight shape")
         });
         let mut out = vec![dx, dw];
         if inputs.len() == 3 {
