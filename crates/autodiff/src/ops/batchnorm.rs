@@ -10,6 +10,7 @@
 //!
 //! Inputs may be `[N, C, H, W]` (BatchNorm2d) or `[N, C]` (BatchNorm1d).
 
+use bregman_tensor::reduce::{lane_sum, lane_sum2};
 use bregman_tensor::Tensor;
 use rayon::prelude::*;
 
@@ -35,41 +36,35 @@ fn dims(x: &Tensor) -> (usize, usize, usize) {
     }
 }
 
-/// Per-channel `Σ f(x_i, y_i)` over a channel's planes, in `f64`, in a fixed order.
+/// Per-channel `Σ f(c, x_i)` over a channel's planes, in `f64`, in a fixed
+/// order (lane sums per plane, planes in order).
 fn channel_sums(
     x: &[f32],
-    y: &[f32],
     (n, c, p): (usize, usize, usize),
-    f: impl Fn(f32, f32) -> f64 + Sync,
+    f: impl Fn(usize, f32) -> f64 + Sync,
 ) -> Vec<f64> {
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let mut s = 0.0f64;
-            for i in 0..n {
-                let o = (i * c + ch) * p;
-                s += x[o..o + p]
-                    .iter()
-                    .zip(&y[o..o + p])
-                    .map(|(&a, &b)| f(a, b))
-                    .sum::<f64>();
-            }
-            s
+            (0..n)
+                .map(|i| lane_sum(&x[(i * c + ch) * p..][..p], |v| f(ch, v)))
+                .sum()
         })
         .collect()
 }
 
-/// Applies `out = a[c]·x + b[c]` per channel.
+/// `out = a[c]·x + b[c]` per channel, into a new tensor.
 fn channel_affine(x: &Tensor, a: &[f32], b: &[f32]) -> Tensor {
     let (_, c, p) = dims(x);
-    let mut out = x.clone();
+    let mut out = Tensor::zeros(x.shape());
     if p > 0 {
         out.data_mut()
             .par_chunks_mut(p)
+            .zip(x.data().par_chunks(p))
             .enumerate()
-            .for_each(|(i, plane)| {
+            .for_each(|(i, (op, xp))| {
                 let (ac, bc) = (a[i % c], b[i % c]);
-                plane.iter_mut().for_each(|v| *v = ac * *v + bc);
+                op.iter_mut().zip(xp).for_each(|(o, &v)| *o = ac * v + bc);
             });
     }
     out
@@ -104,60 +99,49 @@ pub fn forward_eval(
     channel_affine(x, &scale, &shift)
 }
 
-/// Training-mode forward without a tape; returns `y`, `x̂`, `1/√(σ²+ε)` and the stats.
+/// Training-mode forward without a tape; returns `y`, the per-channel mean
+/// and `1/√(σ²+ε)`, and the stats. Two passes for the statistics (mean, then
+/// the squared deviations from it, as accurate as a textbook two-pass
+/// variance) and one that writes `y`; `x̂` is not stored, the backward pass
+/// recomputes it from `x`.
 fn forward_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f32,
-) -> (Tensor, Tensor, Vec<f32>, BatchStats) {
+) -> (Tensor, Vec<f32>, Vec<f32>, BatchStats) {
     check_params(x, gamma, beta);
     let d = dims(x);
     let m = (d.0 * d.2).max(1) as f64;
     let xd = x.data();
-    let mean: Vec<f64> = channel_sums(xd, xd, d, |a, _| a as f64)
+    let mean: Vec<f64> = channel_sums(xd, d, |_, a| a as f64)
         .into_iter()
         .map(|s| s / m)
         .collect();
-    let var: Vec<f64> = {
-        let mean = &mean;
-        let (n, c, p) = d;
-        (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let mut s = 0.0f64;
-                for i in 0..n {
-                    let o = (i * c + ch) * p;
-                    s += xd[o..o + p]
-                        .iter()
-                        .map(|&a| (a as f64 - mean[ch]).powi(2))
-                        .sum::<f64>();
-                }
-                s / m
-            })
-            .collect()
-    };
+    let var: Vec<f64> = channel_sums(xd, d, |ch, a| (a as f64 - mean[ch]).powi(2))
+        .into_iter()
+        .map(|s| s / m)
+        .collect();
     let inv_std: Vec<f32> = var
         .iter()
         .map(|&v| (1.0 / (v + eps as f64).sqrt()) as f32)
         .collect();
-    let shift: Vec<f32> = mean
-        .iter()
-        .zip(&inv_std)
-        .map(|(&mu, &s)| -(mu as f32) * s)
-        .collect();
-    let xhat = channel_affine(x, &inv_std, &shift);
-    let y = channel_affine(&xhat, gamma.data(), beta.data());
+    let mean32: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
+    // y = γ (x − μ)/σ + β = a·x + b with a = γ/σ, b = β − μ a.
+    let (g, b) = (gamma.data(), beta.data());
+    let scale: Vec<f32> = (0..d.1).map(|c| g[c] * inv_std[c]).collect();
+    let shift: Vec<f32> = (0..d.1).map(|c| b[c] - mean32[c] * scale[c]).collect();
+    let y = channel_affine(x, &scale, &shift);
     let stats = BatchStats {
-        mean: mean.iter().map(|&v| v as f32).collect(),
+        mean: mean32.clone(),
         var: var.iter().map(|&v| v as f32).collect(),
         count: d.0 * d.2,
     };
-    (y, xhat, inv_std, stats)
+    (y, mean32, inv_std, stats)
 }
 
 struct BatchNormBackward {
-    xhat: Tensor,
+    mean: Vec<f32>,
     inv_std: Vec<f32>,
 }
 
@@ -169,41 +153,55 @@ impl Backward for BatchNormBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
-        let gamma = inputs[1].data();
+        let (x, gamma) = (inputs[0].data(), inputs[1].data());
         let d = dims(grad);
+        let (c, p) = (d.1, d.2);
         let m = (d.0 * d.2).max(1) as f32;
-        let sum_g: Vec<f32> = channel_sums(grad.data(), grad.data(), d, |a, _| a as f64)
-            .into_iter()
-            .map(|s| s as f32)
+        // Σ g and Σ g x̂ per channel in one pass, x̂ = (x − μ)/σ recomputed.
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        let sums: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mu, is) = (mean[ch], inv_std[ch]);
+                let (mut sg, mut sgx) = (0.0f64, 0.0f64);
+                for i in 0..d.0 {
+                    let o = (i * c + ch) * p;
+                    let (a, b) = lane_sum2(
+                        &grad.data()[o..o + p],
+                        &x[o..o + p],
+                        |g, _| g as f64,
+                        |g, xv| g as f64 * ((xv - mu) * is) as f64,
+                    );
+                    sg += a;
+                    sgx += b;
+                }
+                (sg as f32, sgx as f32)
+            })
             .collect();
-        let sum_gx: Vec<f32> =
-            channel_sums(grad.data(), self.xhat.data(), d, |a, b| a as f64 * b as f64)
-                .into_iter()
-                .map(|s| s as f32)
-                .collect();
         let dx = needs[0].then(|| {
-            let (c, p) = (d.1, d.2);
-            let mut dx = grad.clone();
+            let mut dx = Tensor::zeros(grad.shape());
             if p > 0 {
                 dx.data_mut()
                     .par_chunks_mut(p)
-                    .zip(self.xhat.data().par_chunks(p))
+                    .zip(grad.data().par_chunks(p).zip(x.par_chunks(p)))
                     .enumerate()
-                    .for_each(|(i, (gp, xp))| {
+                    .for_each(|(i, (dp, (gp, xp)))| {
                         let ch = i % c;
-                        let k = gamma[ch] * self.inv_std[ch] / m;
-                        for (gv, &xh) in gp.iter_mut().zip(xp) {
-                            *gv = k * (m * *gv - sum_g[ch] - xh * sum_gx[ch]);
+                        let (mu, is) = (mean[ch], inv_std[ch]);
+                        let (sg, sgx) = sums[ch];
+                        let k = gamma[ch] * is / m;
+                        for (dv, (&gv, &xv)) in dp.iter_mut().zip(gp.iter().zip(xp)) {
+                            *dv = k * (m * gv - sg - (xv - mu) * is * sgx);
                         }
                     });
             }
             dx
         });
-        let c = d.1;
+        let (sum_g, sum_gx): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
         vec![
             dx,
-            needs[1].then(|| Tensor::from_vec(&[c], sum_gx.clone()).expect("c values")),
-            needs[2].then(|| Tensor::from_vec(&[c], sum_g.clone()).expect("c values")),
+            needs[1].then(|| Tensor::from_vec(&[c], sum_gx).expect("c values")),
+            needs[2].then(|| Tensor::from_vec(&[c], sum_g).expect("c values")),
         ]
     }
 }
@@ -214,9 +212,9 @@ impl<'a> Tape<'a> {
     ///
     /// **Panics** on a shape mismatch.
     pub fn batchnorm(&mut self, x: Var, gamma: Var, beta: Var, eps: f32) -> (Var, BatchStats) {
-        let (y, xhat, inv_std, stats) =
+        let (y, mean, inv_std, stats) =
             forward_train(self.value(x), self.value(gamma), self.value(beta), eps);
-        let v = self.push(y, &[x, gamma, beta], BatchNormBackward { xhat, inv_std });
+        let v = self.push(y, &[x, gamma, beta], BatchNormBackward { mean, inv_std });
         (v, stats)
     }
 }
