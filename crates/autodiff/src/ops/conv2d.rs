@@ -157,6 +157,53 @@ pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, spec: Conv2dSpec) -> 
     forward_with_cols(x, w, b, spec).0
 }
 
+/// Image groups of the small-patch weight gradient: a constant, so the
+/// partial sums and their combination order never depend on the thread count.
+const WEIGHT_GRAD_GROUPS: usize = 8;
+
+/// `∂L/∂W_tap = Σ_n G_n · cols_n` (`[OC, C·k·k]`) from the NCHW gradient `gd`
+/// (`G_n = [OC, P]`, contiguous per image) and the columns (`[N·P, C·k·k]`).
+///
+/// Long patches: one GEMM over all pixels after regrouping `G` to
+/// `[OC, N·P]`. Short patches (`C·k·k < BIG_GEMM_PATCH`, e.g. a first layer
+/// with one input channel): that GEMM is too thin to run fast and the
+/// regrouping copy costs as much as the GEMM, so instead each of
+/// [`WEIGHT_GRAD_GROUPS`] fixed groups of images accumulates `G_n · cols_n`
+/// image by image (reading `G_n` in place), and the group sums are added in
+/// group order.
+fn weight_grad_tap(gd: &[f32], cols: &[f32], oc: usize, pl: usize, p: usize, n: usize) -> Vec<f32> {
+    let mut dw = vec![0.0f32; oc * pl];
+    if p == 0 || n == 0 {
+        return dw;
+    }
+    if pl >= BIG_GEMM_PATCH {
+        let mut g_oc = vec![0.0f32; gd.len()];
+        g_oc.par_chunks_mut(n * p).enumerate().for_each(|(o, dst)| {
+            for (i, row) in dst.chunks_mut(p).enumerate() {
+                row.copy_from_slice(&gd[(i * oc + o) * p..][..p]);
+            }
+        });
+        gemm(oc, n * p, pl, &g_oc, false, cols, false, &mut dw, false);
+        return dw;
+    }
+    let per_group = n.div_ceil(WEIGHT_GRAD_GROUPS);
+    let partials: Vec<Vec<f32>> = gd
+        .par_chunks(per_group * oc * p)
+        .zip(cols.par_chunks(per_group * p * pl))
+        .map(|(g_grp, c_grp)| {
+            let mut acc = vec![0.0f32; oc * pl];
+            for (gn, cn) in g_grp.chunks(oc * p).zip(c_grp.chunks(p * pl)) {
+                gemm_serial(oc, p, pl, gn, false, cn, false, &mut acc, true);
+            }
+            acc
+        })
+        .collect();
+    for part in &partials {
+        dw.iter_mut().zip(part).for_each(|(d, &v)| *d += v);
+    }
+    dw
+}
+
 struct Conv2dBackward {
     cols: Tensor,
     geom: ConvGeometry,
@@ -191,32 +238,9 @@ impl Backward for Conv2dBackward {
             );
             dx
         });
-        // ∂L/∂W = Σ_n G_n · cols_n: one GEMM over all pixels after regrouping
-        // G from [N, OC, P] to [OC, N·P] (contiguous rows of length P).
+        // ∂L/∂W_tap = Σ_n G_n · cols_n (see `weight_grad_tap`), then to W's layout.
         let dw = needs[1].then(|| {
-            let gd = grad.data();
-            let mut g_oc = vec![0.0f32; gd.len()];
-            if p > 0 {
-                g_oc.par_chunks_mut(g.n * p)
-                    .enumerate()
-                    .for_each(|(o, dst)| {
-                        for (i, row) in dst.chunks_mut(p).enumerate() {
-                            row.copy_from_slice(&gd[(i * oc + o) * p..][..p]);
-                        }
-                    });
-            }
-            let mut dw_tap = vec![0.0f32; oc * pl];
-            gemm(
-                oc,
-                g.n * p,
-                pl,
-                &g_oc,
-                false,
-                self.cols.data(),
-                false,
-                &mut dw_tap,
-                false,
-            );
+            let dw_tap = weight_grad_tap(grad.data(), self.cols.data(), oc, pl, p, g.n);
             let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
             Tensor::from_vec(w.shape(), dw).expect("weight shape")
         });
