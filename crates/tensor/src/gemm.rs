@@ -56,7 +56,7 @@ pub fn gemm(
     accumulate: bool,
 ) {
     gemm_with(
-        Backend::for_shape(m, k, n),
+        Backend::for_shape(m, k, n, trans_a),
         m,
         k,
         n,
@@ -85,7 +85,7 @@ pub fn gemm_serial(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    match Backend::for_shape(m, k, n) {
+    match Backend::for_serial_shape(m, k, n) {
         Backend::MatrixMultiply => gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, 1),
         Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, false),
     }
@@ -103,14 +103,40 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend [`gemm_serial`] uses (one product per rayon task, e.g. one
+    /// convolution image). Measured inside the training steps (per-shape
+    /// timings of every call, docs/BENCHMARKS.md): on one thread the `gemm`
+    /// crate is 1.3–2.6× faster for the thin products of first layers and
+    /// late stages (`K` or `N` of 16–27: `64×25·25×576`, `4608×512·512×16`) and
+    /// for small ones (`128×64·64×256`), while matrixmultiply is ahead by
+    /// 5–10% on the tall input-gradient products (`1600×64·64×64`,
+    /// `2304×256·256×64`).
+    pub fn for_serial_shape(m: usize, k: usize, n: usize) -> Backend {
+        if m >= 512 && k.min(n) >= 64 {
+            Backend::MatrixMultiply
+        } else {
+            Backend::GemmCrate
+        }
+    }
+
     /// The backend [`gemm()`] uses for an `m×k · k×n` product, chosen by
     /// measurement (`benches/gemm.rs`, docs/BENCHMARKS.md): the `gemm` crate is
     /// faster on every shape we measured except short-and-wide outputs (`m`
     /// small against `n` or `k`, e.g. the conv weight gradient `[64, P]·[P, 1600]`),
-    /// where matrixmultiply's row/column split wins. The choice depends on the
-    /// shape only, never on the thread count.
-    pub fn for_shape(m: usize, k: usize, n: usize) -> Backend {
-        if m.saturating_mul(8) <= n.max(k) {
+    /// where matrixmultiply's row/column split wins. The bound is `16·m`: at
+    /// `8·m` the ResNet-18 weight gradient `512×2048·2048×4608` went to
+    /// matrixmultiply and ran ~10% slower than with the `gemm` crate (both
+    /// isolated and inside the step). The choice depends on the shape only,
+    /// never on the thread count.
+    ///
+    /// One exception, also measured inside the steps: with `A` read transposed
+    /// (the dense-layer weight gradient `Gᵀ·X`, e.g. `200×128·128×784`)
+    /// matrixmultiply is 1.1–1.7× faster once `m ≥ 64`.
+    pub fn for_shape(m: usize, k: usize, n: usize, trans_a: bool) -> Backend {
+        if trans_a && m >= 64 {
+            return Backend::MatrixMultiply;
+        }
+        if m.saturating_mul(16) <= n.max(k) {
             Backend::MatrixMultiply
         } else {
             Backend::GemmCrate
