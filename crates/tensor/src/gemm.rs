@@ -120,23 +120,23 @@ impl Backend {
     }
 
     /// The backend [`gemm()`] uses for an `m×k · k×n` product, chosen by
-    /// measurement (`benches/gemm.rs`, docs/BENCHMARKS.md): the `gemm` crate is
-    /// faster on every shape we measured except short-and-wide outputs (`m`
-    /// small against `n` or `k`, e.g. the conv weight gradient `[64, P]·[P, 1600]`),
-    /// where matrixmultiply's row/column split wins. The bound is `16·m`: at
-    /// `8·m` the ResNet-18 weight gradient `512×2048·2048×4608` went to
-    /// matrixmultiply and ran ~10% slower than with the `gemm` crate (both
-    /// isolated and inside the step). The choice depends on the shape only,
-    /// never on the thread count.
+    /// per-shape timings of every call inside the training steps of the MLP,
+    /// the paper ConvNet and ResNet-18, with either backend forced
+    /// (docs/BENCHMARKS.md). The `gemm` crate is faster on almost every shape
+    /// there, by up to 1.8× (the ResNet forward `131072×576·576×64`).
+    /// matrixmultiply wins in two cases:
     ///
-    /// One exception, also measured inside the steps: with `A` read transposed
-    /// (the dense-layer weight gradient `Gᵀ·X`, e.g. `200×128·128×784`)
-    /// matrixmultiply is 1.1–1.7× faster once `m ≥ 64`.
+    /// - very short and wide outputs, `128·m < max(k, n)`: the first ResNet
+    ///   stage's weight gradient `64×131072·131072×576` (~10%);
+    /// - `A` read transposed with `m ≥ 64`: the dense-layer weight gradient
+    ///   `Gᵀ·X`, e.g. `200×128·128×784` (1.1–1.7×).
+    ///
+    /// The choice depends on the shape only, never on the thread count.
     pub fn for_shape(m: usize, k: usize, n: usize, trans_a: bool) -> Backend {
         if trans_a && m >= 64 {
             return Backend::MatrixMultiply;
         }
-        if m.saturating_mul(16) <= n.max(k) {
+        if m.saturating_mul(128) < n.max(k) {
             Backend::MatrixMultiply
         } else {
             Backend::GemmCrate
