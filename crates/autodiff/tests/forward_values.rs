@@ -181,6 +181,25 @@ fn batchnorm_normalises_each_channel() {
 }
 
 #[test]
+fn batchnorm_statistics_survive_a_large_offset() {
+    // 4 images × 3×3 of 10000 ± (1, 2, 3): mean 10000 and variance 28/9,
+    // eight orders of magnitude below the mean's square (a one-pass
+    // E[x²] − μ² in f32 would lose it). The statistics come from shifted
+    // one-pass sums (shift = the channel's first value, 10001 here).
+    let dev = [1.0f32, -1., 2., -2., 3., -3., 0., 0., 0.];
+    let x = Tensor::from_fn(&[4, 1, 3, 3], |i| {
+        10_000.0 + dev[i % 9] * if i < 18 { 1.0 } else { -1.0 }
+    });
+    let (g, b) = (t(&[1], &[1.0]), t(&[1], &[0.0]));
+    let mut tape = Tape::new();
+    let xv = tape.constant(x);
+    let (gv, bv) = (tape.param(&g), tape.param(&b));
+    let (_, stats) = tape.batchnorm(xv, gv, bv, 1e-5);
+    assert!((stats.mean[0] - 10_000.0).abs() < 1e-3, "{:?}", stats.mean);
+    assert!((stats.var[0] - 28.0 / 9.0).abs() < 1e-4, "{:?}", stats.var);
+}
+
+#[test]
 fn activations_by_hand() {
     let x = t(&[3], &[-1., 0., 2.]);
     let mut tape = Tape::new();

@@ -10,7 +10,7 @@
 //!
 //! Inputs may be `[N, C, H, W]` (BatchNorm2d) or `[N, C]` (BatchNorm1d).
 
-use bregman_tensor::reduce::{lane_sum, lane_sum2};
+use bregman_tensor::reduce::lane_sum2;
 use bregman_tensor::Tensor;
 use rayon::prelude::*;
 
@@ -34,23 +34,6 @@ fn dims(x: &Tensor) -> (usize, usize, usize) {
         [n, c, h, w] => (*n, *c, h * w),
         s => panic!("batchnorm: expected [N, C] or [N, C, H, W], got {s:?}"),
     }
-}
-
-/// Per-channel `Σ f(c, x_i)` over a channel's planes, in `f64`, in a fixed
-/// order (lane sums per plane, planes in order).
-fn channel_sums(
-    x: &[f32],
-    (n, c, p): (usize, usize, usize),
-    f: impl Fn(usize, f32) -> f64 + Sync,
-) -> Vec<f64> {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            (0..n)
-                .map(|i| lane_sum(&x[(i * c + ch) * p..][..p], |v| f(ch, v)))
-                .sum()
-        })
-        .collect()
 }
 
 /// `out = a[c]·x + b[c]` per channel, into a new tensor.
@@ -100,10 +83,9 @@ pub fn forward_eval(
 }
 
 /// Training-mode forward without a tape; returns `y`, the per-channel mean
-/// and `1/√(σ²+ε)`, and the stats. Two passes for the statistics (mean, then
-/// the squared deviations from it, as accurate as a textbook two-pass
-/// variance) and one that writes `y`; `x̂` is not stored, the backward pass
-/// recomputes it from `x`.
+/// and `1/√(σ²+ε)`, and the stats. One pass reads `x` for both statistics
+/// (shifted sums, see below) and one writes `y`; `x̂` is not stored, the
+/// backward pass recomputes it from `x`.
 fn forward_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -114,14 +96,35 @@ fn forward_train(
     let d = dims(x);
     let m = (d.0 * d.2).max(1) as f64;
     let xd = x.data();
-    let mean: Vec<f64> = channel_sums(xd, d, |_, a| a as f64)
-        .into_iter()
-        .map(|s| s / m)
+    // One pass for both statistics with the shifted-data formulas: with `K`
+    // the channel's first value, μ = K + Σ(x−K)/M and σ² = Σ(x−K)²/M − (μ−K)².
+    // The shift keeps the subtraction from cancelling when |μ| ≫ σ, and the
+    // sums are in f64, so this matches a two-pass variance to f32 precision
+    // while reading `x` once instead of twice.
+    let (n, c, p) = d;
+    let shift: Vec<f64> = (0..c)
+        .map(|ch| if n * p > 0 { xd[ch * p] as f64 } else { 0.0 })
         .collect();
-    let var: Vec<f64> = channel_sums(xd, d, |ch, a| (a as f64 - mean[ch]).powi(2))
-        .into_iter()
-        .map(|s| s / m)
-        .collect();
+    let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let k = shift[ch];
+            let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            for i in 0..n {
+                let plane = &xd[(i * c + ch) * p..][..p];
+                let (a, b) = lane_sum2(
+                    plane,
+                    plane,
+                    |v, _| v as f64 - k,
+                    |v, _| (v as f64 - k) * (v as f64 - k),
+                );
+                s1 += a;
+                s2 += b;
+            }
+            let d1 = s1 / m;
+            (k + d1, (s2 / m - d1 * d1).max(0.0))
+        })
+        .unzip();
     let inv_std: Vec<f32> = var
         .iter()
         .map(|&v| (1.0 / (v + eps as f64).sqrt()) as f32)
