@@ -184,26 +184,128 @@ fn gemm_crate(
 ) {
     let Strides { rsa, csa, rsb, csb } = Strides::checked(m, k, n, a, trans_a, b, trans_b, c);
     let macs = m.saturating_mul(k).saturating_mul(n);
-    let par = if parallel && macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1 {
+    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    if parallel && macs < GEMM_CRATE_SPLIT_MACS && m.max(n) >= 2 * ALIGN {
+        // Small product: two single-threaded halves (of the rows or of the
+        // columns, whichever dimension is larger) under one `rayon::join`.
+        // The split depends on the shape only, so the bits do not depend on
+        // the thread count.
+        let split_rows = m >= n;
+        let dim = if split_rows { m } else { n };
+        let half = dim.div_ceil(2).div_ceil(ALIGN) * ALIGN;
+        let (ap, bp, cp) = (ap as usize, bp as usize, SendPtr(cp));
+        let run = |start: usize| {
+            let len = half.min(dim - start);
+            let (ap, bp) = (ap as *const f32, bp as *const f32);
+            // SAFETY: `Strides::checked` bounds every index of the whole
+            // product; each half reads inside it and writes its own rows
+            // (or columns) of C.
+            unsafe {
+                if split_rows {
+                    let a_part = ap.offset(start as isize * rsa);
+                    let c_part = cp.get().add(start * n);
+                    crate_gemm(
+                        len,
+                        k,
+                        n,
+                        a_part,
+                        (rsa, csa),
+                        bp,
+                        (rsb, csb),
+                        c_part,
+                        n,
+                        accumulate,
+                        false,
+                    );
+                } else {
+                    let b_part = bp.offset(start as isize * csb);
+                    let c_part = cp.get().add(start);
+                    crate_gemm(
+                        m,
+                        k,
+                        len,
+                        ap,
+                        (rsa, csa),
+                        b_part,
+                        (rsb, csb),
+                        c_part,
+                        n,
+                        accumulate,
+                        false,
+                    );
+                }
+            }
+        };
+        rayon::join(|| run(0), || run(half.min(dim)));
+        return;
+    }
+    let threads = parallel && macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1;
+    // SAFETY: `Strides::checked` bounds every index.
+    unsafe {
+        crate_gemm(
+            m,
+            k,
+            n,
+            ap,
+            (rsa, csa),
+            bp,
+            (rsb, csb),
+            cp,
+            n,
+            accumulate,
+            threads,
+        )
+    };
+}
+
+/// Below this many multiply-adds a parallel `gemm` crate product runs as two
+/// single-threaded halves instead of with the crate's own rayon parallelism,
+/// which synchronises its threads several times per call: in the MLP step
+/// (products of 1–20 M multiply-adds) that cost ~25% of the time in the
+/// scheduler. Above it (every convolution of the paper's networks), the
+/// crate's shared packing across threads wins.
+const GEMM_CRATE_SPLIT_MACS: usize = 1 << 26;
+
+/// One `gemm::gemm` call: `C[m×n] (row stride ldc) ← op(A)·op(B)`, or `+=`
+/// when `accumulate`; `A` and `B` given by pointer and (row, column) strides.
+///
+/// # Safety
+/// Every element the strides address must lie inside the operands' buffers,
+/// and `C`'s elements must not be accessed by anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn crate_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    (rsa, csa): (isize, isize),
+    b: *const f32,
+    (rsb, csb): (isize, isize),
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    threads: bool,
+) {
+    let par = if threads {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above bound every index; `gemm` computes
+    // SAFETY: the caller's contract; `gemm` computes
     // dst = alpha·dst + beta·lhs·rhs and reads dst only when `read_dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
-            n as isize,
+            ldc as isize,
             accumulate,
-            a.as_ptr(),
+            a,
             csa,
             rsa,
-            b.as_ptr(),
+            b,
             csb,
             rsb,
             1.0,
