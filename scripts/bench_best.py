@@ -28,7 +28,10 @@ for key in sorted(rows, key=lambda k: (k[1:], k[0])):
     tp = r["tp"]
     rate = ""
     if "Elements" in tp:
-        rate = f"{tp['Elements'] / best:.1f} GFLOP/s"
+        # Elements are FLOPs in the GEMM bench (billions per second) and
+        # images in the train-step bench (a few thousand per second).
+        per_s = tp["Elements"] / best * 1e9
+        rate = f"{per_s / 1e9:.1f} GFLOP/s" if per_s >= 1e9 else f"{per_s:,.0f} images/s"
     elif "Bytes" in tp:
         rate = f"{tp['Bytes'] / best:.1f} GB/s"
     print(f"| {key[0]} | {'/'.join(key[1:])} | {fmt(best)} | {', '.join(fmt(m) for m in r['meds'])} | {rate} |")
