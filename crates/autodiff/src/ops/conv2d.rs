@@ -161,8 +161,8 @@ pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, spec: Conv2dSpec) -> 
 /// partial sums and their combination order never depend on the thread count.
 const WEIGHT_GRAD_GROUPS: usize = 8;
 
-/// `∂L/∂W_tap = Σ_n G_n · cols_n` (`[OC, C·k·k]`) from the NCHW gradient `gd`
-/// (`G_n = [OC, P]`, contiguous per image) and the columns (`[N·P, C·k·k]`).
+/// `∂L/∂W_tap = Σ_n G_n · cols_n` (`[OC, k·k·C]`) from the NCHW gradient `gd`
+/// (`G_n = [OC, P]`, contiguous per image) and the columns (`[N·P, k·k·C]`).
 ///
 /// Long patches: one GEMM over all pixels after regrouping `G` to
 /// `[OC, N·P]`. Short patches (`C·k·k < BIG_GEMM_PATCH`, e.g. a first layer
@@ -173,7 +173,7 @@ const WEIGHT_GRAD_GROUPS: usize = 8;
 /// group order.
 fn weight_grad_tap(gd: &[f32], cols: &[f32], oc: usize, pl: usize, p: usize, n: usize) -> Vec<f32> {
     let mut dw = vec![0.0f32; oc * pl];
-    if p == 0 || n == 0 {
+    if p == 0 || n == 0 || oc == 0 || pl == 0 {
         return dw;
     }
     if pl >= BIG_GEMM_PATCH {
