@@ -31,9 +31,11 @@
 
 pub mod gradcheck;
 pub mod ops;
+pub mod profile;
 mod tape;
 
 pub use gradcheck::{check_gradients, GradCheck};
 pub use ops::batchnorm::BatchStats;
 pub use ops::conv2d::Conv2dSpec;
+pub use profile::NodeTiming;
 pub use tape::{Backward, Tape, Var};

@@ -13,7 +13,11 @@
 
 use std::borrow::Cow;
 
+use std::time::Instant;
+
 use bregman_tensor::Tensor;
+
+use crate::profile::{NodeTiming, Profile};
 
 /// A handle to a value recorded on a [`Tape`] (an index into its node list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,12 +61,29 @@ pub struct Tape<'a> {
     grads: Vec<Option<Tensor>>,
     /// Parameters bound so far: address of the borrowed tensor and its node.
     params: Vec<(*const Tensor, usize)>,
+    /// Per-node timings, for tapes made with [`Tape::profiled`].
+    profile: Option<Profile>,
 }
 
 impl<'a> Tape<'a> {
     /// An empty tape.
     pub fn new() -> Tape<'a> {
         Tape::default()
+    }
+
+    /// An empty tape that times every node's forward and backward pass
+    /// (see [`Tape::timings`]).
+    pub fn profiled() -> Tape<'a> {
+        Tape {
+            profile: Some(Profile::new()),
+            ..Tape::default()
+        }
+    }
+
+    /// Per-node timings, in node order, for a tape made with
+    /// [`Tape::profiled`]; `None` for an ordinary tape.
+    pub fn timings(&self) -> Option<&[NodeTiming]> {
+        self.profile.as_ref().map(|p| p.nodes.as_slice())
     }
 
     /// Number of recorded nodes.
@@ -100,6 +121,9 @@ impl<'a> Tape<'a> {
     }
 
     fn push_leaf(&mut self, value: Cow<'a, Tensor>, requires_grad: bool) -> Var {
+        if let Some(p) = &mut self.profile {
+            p.record(None, value.shape());
+        }
         self.nodes.push(Node {
             value,
             inputs: Vec::new(),
@@ -113,6 +137,9 @@ impl<'a> Tape<'a> {
     /// Records the result of an operation. Ops call this after computing their
     /// forward value; `rule` is kept only if some input requires a gradient.
     pub fn push(&mut self, value: Tensor, inputs: &[Var], rule: impl Backward + 'a) -> Var {
+        if let Some(p) = &mut self.profile {
+            p.record(Some(std::any::type_name_of_val(&rule)), value.shape());
+        }
         let requires_grad = inputs.iter().any(|v| self.nodes[v.0].requires_grad);
         let rule: Option<Box<dyn Backward + 'a>> = if requires_grad {
             Some(Box::new(rule))
@@ -185,7 +212,11 @@ impl<'a> Tape<'a> {
                 .iter()
                 .map(|&j| self.nodes[j].requires_grad)
                 .collect();
+            let start = self.profile.as_ref().map(|_| Instant::now());
             let in_grads = rule.backward(&inputs, &node.value, &grad, &needs);
+            if let (Some(p), Some(start)) = (&mut self.profile, start) {
+                p.nodes[i].backward = start.elapsed();
+            }
             debug_assert_eq!(in_grads.len(), node.inputs.len());
             for (&j, g) in node.inputs.iter().zip(in_grads) {
                 let Some(g) = g else { continue };

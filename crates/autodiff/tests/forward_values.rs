@@ -230,3 +230,21 @@ fn no_gradient_recorded_for_constants_only() {
     tape.backward(s);
     assert!(tape.grad(a).is_none());
 }
+
+#[test]
+fn profiled_tape_times_every_node() {
+    let w = t(&[2, 3], &[1., 0., -1., 0.5, 0.5, 0.5]);
+    let mut tape = Tape::profiled();
+    let wv = tape.param(&w);
+    let xv = tape.constant(t(&[1, 3], &[1., 2., 3.]));
+    let y = tape.linear(xv, wv, None);
+    let r = tape.relu(y);
+    let loss = tape.sum(r);
+    tape.backward(loss);
+    let timings = tape.timings().expect("a profiled tape has timings");
+    assert_eq!(timings.len(), tape.len());
+    let ops: Vec<&str> = timings.iter().map(|n| n.op.as_str()).collect();
+    assert_eq!(ops, ["leaf", "leaf", "Linear", "Relu", "Sum"]);
+    assert_eq!(timings[2].shape, [1, 2]);
+    assert!(Tape::new().timings().is_none());
+}

@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use crate::gemm_profile::{forced, CallTimer};
 use crate::Tensor;
 
 /// Work (in multiply-adds) below which a product is not split across threads.
@@ -55,18 +56,9 @@ pub fn gemm(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    gemm_with(
-        Backend::for_shape(m, k, n, trans_a),
-        m,
-        k,
-        n,
-        a,
-        trans_a,
-        b,
-        trans_b,
-        c,
-        accumulate,
-    );
+    let backend = forced().unwrap_or(Backend::for_shape(m, k, n, trans_a));
+    let _timer = CallTimer::start((m, k, n), (trans_a, trans_b), false, backend);
+    gemm_with(backend, m, k, n, a, trans_a, b, trans_b, c, accumulate);
 }
 
 /// [`gemm()`] on the calling thread only: for callers that already run one
@@ -85,7 +77,9 @@ pub fn gemm_serial(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    match Backend::for_serial_shape(m, k, n) {
+    let backend = forced().unwrap_or(Backend::for_serial_shape(m, k, n));
+    let _timer = CallTimer::start((m, k, n), (trans_a, trans_b), true, backend);
+    match backend {
         Backend::MatrixMultiply => gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, 1),
         Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, false),
     }

@@ -27,6 +27,7 @@ pub mod conv;
 pub mod elementwise;
 mod error;
 pub mod gemm;
+pub mod gemm_profile;
 pub mod parallel;
 pub mod pool;
 pub mod reduce;
