@@ -569,16 +569,22 @@ mod tests {
 
     #[test]
     fn matches_naive_for_all_transpositions() {
-        let (m, k, n) = (37, 29, 45);
-        let a = pseudo(m * k, 1);
-        let b = pseudo(k * n, 2);
-        for ta in [false, true] {
-            for tb in [false, true] {
-                let mut c = vec![0.0; m * n];
-                gemm(m, k, n, &a, ta, &b, tb, &mut c, false);
-                let r = naive(m, k, n, &a, ta, &b, tb);
-                for (x, y) in c.iter().zip(&r) {
-                    assert!((x - y).abs() < 1e-4, "ta={ta} tb={tb}: {x} vs {y}");
+        // Small products run as two halves: of the columns when n > m, of the
+        // rows otherwise (odd sizes, so the halves are uneven).
+        for (m, k, n) in [(37, 29, 45), (45, 29, 37)] {
+            let a = pseudo(m * k, 1);
+            let b = pseudo(k * n, 2);
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let mut c = vec![0.0; m * n];
+                    gemm(m, k, n, &a, ta, &b, tb, &mut c, false);
+                    let r = naive(m, k, n, &a, ta, &b, tb);
+                    for (x, y) in c.iter().zip(&r) {
+                        assert!(
+                            (x - y).abs() < 1e-4,
+                            "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}"
+                        );
+                    }
                 }
             }
         }
