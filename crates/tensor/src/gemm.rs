@@ -37,6 +37,70 @@ impl SendPtr {
     }
 }
 
+/// One block of an output split: a sub-product of `m×n` whose parts of `A`,
+/// `B` and `C` start at `a`, `b` and `c` (same strides as the whole product).
+struct Block {
+    m: usize,
+    n: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+}
+
+/// Splits the `m×n` output `c` (row-major, row stride `n`) into at most
+/// `blocks` blocks of whole rows (when `m ≥ n`) or whole columns, each a
+/// multiple of [`ALIGN`] long, and runs `kernel` on every block — on rayon
+/// tasks when there is more than one. `A` is given with its row stride and
+/// `B` with its column stride, to offset them to a block's rows or columns.
+/// The blocks depend on the shape and `blocks` only, never on the thread count.
+fn for_each_block(
+    m: usize,
+    n: usize,
+    blocks: usize,
+    (a, rsa): (*const f32, isize),
+    (b, csb): (*const f32, isize),
+    c: &mut [f32],
+    kernel: impl Fn(Block) + Sync,
+) {
+    let split_rows = m >= n;
+    let dim = if split_rows { m } else { n };
+    if dim == 0 {
+        return;
+    }
+    let blocks = blocks.clamp(1, dim.div_ceil(ALIGN).max(1));
+    let size = dim.div_ceil(blocks).div_ceil(ALIGN) * ALIGN;
+    let (ap, bp, cp) = (a as usize, b as usize, SendPtr(c.as_mut_ptr()));
+    let run = |start: usize| {
+        let len = size.min(dim - start);
+        let (a, b) = (ap as *const f32, bp as *const f32);
+        // Pointer offsets only (`wrapping_*`): the kernel does the reads and
+        // writes, within the bounds its caller checked.
+        kernel(if split_rows {
+            Block {
+                m: len,
+                n,
+                a: a.wrapping_offset(start as isize * rsa),
+                b,
+                c: cp.get().wrapping_add(start * n),
+            }
+        } else {
+            Block {
+                m,
+                n: len,
+                a,
+                b: b.wrapping_offset(start as isize * csb),
+                c: cp.get().wrapping_add(start),
+            }
+        })
+    };
+    let starts: Vec<usize> = (0..dim).step_by(size).collect();
+    if starts.len() == 1 {
+        run(0);
+    } else {
+        starts.into_par_iter().for_each(run);
+    }
+}
+
 /// `C[m×n] ← op(A)·op(B)` (or `C += op(A)·op(B)` when `accumulate`).
 ///
 /// `op(A)` is `m×k`: `A` is stored row-major as `[m, k]`, or as `[k, m]` when
@@ -178,59 +242,29 @@ fn gemm_crate(
 ) {
     let Strides { rsa, csa, rsb, csb } = Strides::checked(m, k, n, a, trans_a, b, trans_b, c);
     let macs = m.saturating_mul(k).saturating_mul(n);
-    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
     if parallel && macs < GEMM_CRATE_SPLIT_MACS && m.max(n) >= 2 * ALIGN {
         // Small product: two single-threaded halves (of the rows or of the
-        // columns, whichever dimension is larger) under one `rayon::join`.
-        // The split depends on the shape only, so the bits do not depend on
-        // the thread count.
-        let split_rows = m >= n;
-        let dim = if split_rows { m } else { n };
-        let half = dim.div_ceil(2).div_ceil(ALIGN) * ALIGN;
-        let (ap, bp, cp) = (ap as usize, bp as usize, SendPtr(cp));
-        let run = |start: usize| {
-            let len = half.min(dim - start);
-            let (ap, bp) = (ap as *const f32, bp as *const f32);
-            // SAFETY: `Strides::checked` bounds every index of the whole
-            // product; each half reads inside it and writes its own rows
-            // (or columns) of C.
-            unsafe {
-                if split_rows {
-                    let a_part = ap.offset(start as isize * rsa);
-                    let c_part = cp.get().add(start * n);
-                    crate_gemm(
-                        len,
-                        k,
-                        n,
-                        a_part,
-                        (rsa, csa),
-                        bp,
-                        (rsb, csb),
-                        c_part,
-                        n,
-                        accumulate,
-                        false,
-                    );
-                } else {
-                    let b_part = bp.offset(start as isize * csb);
-                    let c_part = cp.get().add(start);
-                    crate_gemm(
-                        m,
-                        k,
-                        len,
-                        ap,
-                        (rsa, csa),
-                        b_part,
-                        (rsb, csb),
-                        c_part,
-                        n,
-                        accumulate,
-                        false,
-                    );
-                }
-            }
-        };
-        rayon::join(|| run(0), || run(half.min(dim)));
+        // columns, whichever dimension is larger) on two rayon tasks. The
+        // split depends on the shape only, so the bits do not depend on the
+        // thread count.
+        // SAFETY: `Strides::checked` bounds every index of the whole product;
+        // `for_each_block` hands each call its own rows (or columns) of C.
+        for_each_block(m, n, 2, (ap, rsa), (bp, csb), c, |blk| unsafe {
+            crate_gemm(
+                blk.m,
+                k,
+                blk.n,
+                blk.a,
+                (rsa, csa),
+                blk.b,
+                (rsb, csb),
+                blk.c,
+                n,
+                accumulate,
+                false,
+            );
+        });
         return;
     }
     let threads = parallel && macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1;
@@ -244,7 +278,7 @@ fn gemm_crate(
             (rsa, csa),
             bp,
             (rsb, csb),
-            cp,
+            c.as_mut_ptr(),
             n,
             accumulate,
             threads,
@@ -400,61 +434,14 @@ pub fn gemm_blocks(
         }
         return;
     }
-    let split_rows = m >= n;
-    let dim = if split_rows { m } else { n };
-    let blocks = blocks.clamp(1, dim.div_ceil(ALIGN).max(1));
-    let size = dim.div_ceil(blocks).div_ceil(ALIGN) * ALIGN;
-    let cp = SendPtr(c.as_mut_ptr());
-    let (ap, bp) = (a.as_ptr() as usize, b.as_ptr() as usize);
-    let run = |start: usize| {
-        let len = size.min(dim - start);
-        let (ap, bp) = (ap as *const f32, bp as *const f32);
-        // SAFETY: the asserts above bound every index sgemm touches; blocks
-        // write disjoint rows (or columns) of C.
-        unsafe {
-            if split_rows {
-                matrixmultiply::sgemm(
-                    len,
-                    k,
-                    n,
-                    1.0,
-                    ap.offset(start as isize * rsa),
-                    rsa,
-                    csa,
-                    bp,
-                    rsb,
-                    csb,
-                    beta,
-                    cp.get().add(start * n),
-                    n as isize,
-                    1,
-                );
-            } else {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    len,
-                    1.0,
-                    ap,
-                    rsa,
-                    csa,
-                    bp.offset(start as isize * csb),
-                    rsb,
-                    csb,
-                    beta,
-                    cp.get().add(start),
-                    n as isize,
-                    1,
-                );
-            }
-        }
-    };
-    let starts: Vec<usize> = (0..dim).step_by(size).collect();
-    if starts.len() == 1 {
-        run(0);
-    } else {
-        starts.into_par_iter().for_each(run);
-    }
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    // SAFETY: `Strides::checked` bounds every index of the whole product;
+    // `for_each_block` hands each call its own rows (or columns) of C.
+    for_each_block(m, n, blocks, (ap, rsa), (bp, csb), c, |blk| unsafe {
+        matrixmultiply::sgemm(
+            blk.m, k, blk.n, 1.0, blk.a, rsa, csa, blk.b, rsb, csb, beta, blk.c, n as isize, 1,
+        );
+    });
 }
 
 /// Matrix product of 2-D tensors: `op(a) · op(b)`, `op` transposing when asked.
