@@ -173,7 +173,10 @@ pub fn col2im(cols: &Tensor, g: &ConvGeometry) -> Tensor {
     x.data_mut()
         .par_chunks_mut(img)
         .zip(cd.par_chunks(per_image))
-        .for_each(|(xi, ci)| col2im_image(ci, g, xi));
+        .for_each_init(
+            || vec![0.0f32; img],
+            |hwc, (xi, ci)| col2im_image(ci, g, hwc, xi),
+        );
     x
 }
 
@@ -211,13 +214,12 @@ fn im2col_image(xi: &[f32], g: &ConvGeometry, hwc: &mut [f32], out: &mut [MaybeU
 
 /// [`col2im`] of one image: adds the columns `ci` (`[OH·OW, kh·kw·C]`, in
 /// [`im2col`]'s tap-major order) into `xi` (`[C, H, W]`). Like `im2col`, it
-/// works channels-last (contiguous runs of `kw·C` per kernel row) and
-/// transposes once at the end.
-///
-/// **Panics** if a slice is shorter than the geometry requires.
-pub fn col2im_image(ci: &[f32], g: &ConvGeometry, xi: &mut [f32]) {
+/// works channels-last (contiguous runs of `kw·C` per kernel row, summed in
+/// the scratch `hwc` of `C·H·W` values) and transposes once at the end.
+fn col2im_image(ci: &[f32], g: &ConvGeometry, hwc: &mut [f32], xi: &mut [f32]) {
     let (c, run, plane) = (g.c, g.kw * g.c, g.h * g.w);
-    let mut hwc = vec![0.0f32; c * plane];
+    let hwc = &mut hwc[..c * plane];
+    hwc.fill(0.0);
     for (pix, row) in ci
         .chunks_exact(g.patch_len())
         .take(g.out_pixels())
@@ -244,7 +246,7 @@ pub fn col2im_image(ci: &[f32], g: &ConvGeometry, xi: &mut [f32]) {
     }
 }
 
-/// [`col2im_image`] from *channel-major* columns: adds `ct` (`[C·kh·kw, OH·OW]`,
+/// The fold of [`col2im`] for one image, from *channel-major* columns: adds `ct` (`[C·kh·kw, OH·OW]`,
 /// the transpose of one image's `im2col` block) into `xi` (`[C, H, W]`).
 ///
 /// This is the layout the input gradient comes in when it is computed as
@@ -496,7 +498,7 @@ mod tests {
                 }
             }
             let mut expected = vec![0.0; 2 * h * w];
-            col2im_image(&cols, &g, &mut expected);
+            col2im_image(&cols, &g, &mut vec![0.0; 2 * h * w], &mut expected);
             let mut got = vec![0.0; 2 * h * w];
             col2im_image_channel_major(&transposed, &g, &mut got);
             assert_eq!(got, expected, "{h}x{w} k{k} s{stride} p{pad}");

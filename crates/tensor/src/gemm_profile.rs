@@ -40,6 +40,14 @@ pub struct GemmStat {
     pub total: Duration,
 }
 
+impl GemmStat {
+    /// What identifies a call's row: shape, transposes, serial, backend.
+    fn key(&self) -> (usize, usize, usize, bool, bool, bool, Backend) {
+        let s = self;
+        (s.m, s.k, s.n, s.trans_a, s.trans_b, s.serial, s.backend)
+    }
+}
+
 /// Starts (`true`) or stops recording GEMM calls.
 pub fn enable(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
@@ -109,19 +117,7 @@ impl Drop for CallTimer {
         };
         let elapsed = start.elapsed();
         let mut stats = STATS.lock().unwrap_or_else(|e| e.into_inner());
-        let same = |s: &GemmStat| {
-            (s.m, s.k, s.n, s.trans_a, s.trans_b, s.serial, s.backend)
-                == (
-                    stat.m,
-                    stat.k,
-                    stat.n,
-                    stat.trans_a,
-                    stat.trans_b,
-                    stat.serial,
-                    stat.backend,
-                )
-        };
-        match stats.iter_mut().find(|s| same(s)) {
+        match stats.iter_mut().find(|s| s.key() == stat.key()) {
             Some(s) => {
                 s.calls += 1;
                 s.total += elapsed;
