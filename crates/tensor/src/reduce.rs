@@ -12,7 +12,7 @@ use crate::Tensor;
 /// `f64` additions and to fill a SIMD register.
 const LANES: usize = 8;
 
-/// `Σ f(x_i)` in `f64` with [`LANES`] interleaved partial sums, combined in a
+/// `Σ f(x_i)` in `f64` with 8 interleaved partial sums, combined in a
 /// fixed order: deterministic, and vectorisable (one running `f64` sum is
 /// bound by the latency of each addition, ~4× slower on long slices).
 #[inline]
@@ -31,7 +31,7 @@ pub fn lane_sum(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     acc.iter().sum()
 }
 
-/// `(Σ f(a_i, b_i), Σ h(a_i, b_i))` in one pass, with [`lane_sum`]'s lanes.
+/// `(Σ f(a_i, b_i), Σ h(a_i, b_i))` in one pass, with [`lane_sum`]'s 8 lanes.
 ///
 /// **Panics** if the lengths differ.
 #[inline]
