@@ -184,8 +184,11 @@ impl Backend {
     /// there, by up to 1.8× (the ResNet forward `131072×576·576×64`).
     /// matrixmultiply wins in two cases:
     ///
-    /// - very short and wide outputs, `128·m < max(k, n)`: the first ResNet
-    ///   stage's weight gradient `64×131072·131072×576` (~10%);
+    /// - very short outputs with a long `k` or wide `n`, `64·m < max(k, n)`:
+    ///   the first ResNet stage's weight gradient `64×131072·131072×576`
+    ///   (~10%) and the ConvNet's second conv weight gradient
+    ///   `64×8192·8192×1600` (11.0 vs 12.8 ms inside the step; the bound was
+    ///   `128·m` until that shape was re-timed);
     /// - `A` read transposed with `m ≥ 64`: the dense-layer weight gradient
     ///   `Gᵀ·X`, e.g. `200×128·128×784` (1.1–1.7×).
     ///
@@ -194,7 +197,7 @@ impl Backend {
         if trans_a && m >= 64 {
             return Backend::MatrixMultiply;
         }
-        if m.saturating_mul(128) < n.max(k) {
+        if m.saturating_mul(64) < n.max(k) {
             Backend::MatrixMultiply
         } else {
             Backend::GemmCrate
