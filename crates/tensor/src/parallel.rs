@@ -5,6 +5,8 @@
 //! work is independent per element anyway; reductions combine per-chunk partial
 //! results in chunk order. So `RAYON_NUM_THREADS=1` and `=2` give identical bits.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Elements per parallel chunk (64 KiB of `f32`).
@@ -69,5 +71,88 @@ pub fn sum_map(x: &[f32], f: impl Fn(f32) -> f64 + Sync) -> f64 {
     } else {
         let partial: Vec<f64> = x.par_chunks(CHUNK).map(chunk_sum).collect();
         partial.into_iter().sum()
+    }
+}
+
+/// Builds a vector of `len` values, `chunk` values at a time: each chunk is
+/// zero-filled by the task that then hands it to `fill(state, index, chunk)`
+/// (the last chunk may be shorter). The zeros are written while the chunk is
+/// in cache, right before `fill` adds to or overwrites it, instead of in a
+/// separate pass over a buffer that may be far larger than the cache.
+///
+/// With `parallel`, chunks run on rayon tasks and each task makes its own
+/// `state` with `init` (scratch memory reused across the chunks it handles);
+/// otherwise one `state` serves every chunk, in order. The chunks are fixed by
+/// `len` and `chunk`, never by the thread count.
+pub fn zeroed_chunks<S>(
+    len: usize,
+    chunk: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync,
+    fill: impl Fn(&mut S, usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
+        return out;
+    }
+    let chunk = chunk.max(1);
+    let run = |state: &mut S, (i, c): (usize, &mut [MaybeUninit<f32>])| {
+        c.iter_mut().for_each(|e| {
+            e.write(0.0);
+        });
+        // SAFETY: every element of `c` was initialised just above, and
+        // `MaybeUninit<f32>` has the layout of `f32`.
+        let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        fill(state, i, c);
+    };
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if parallel {
+        spare
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each_init(&init, run);
+    } else {
+        let mut state = init();
+        spare
+            .chunks_mut(chunk)
+            .enumerate()
+            .for_each(|item| run(&mut state, item));
+    }
+    // SAFETY: the chunks cover all `len` elements and `run` initialised each.
+    unsafe { out.set_len(len) };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every chunk reaches `fill` zeroed (even when the allocator hands back
+    /// memory that held other values), chunk `i` covers `i·chunk..`, the last
+    /// chunk is the remainder, and the parallel and serial paths agree.
+    #[test]
+    fn zeroed_chunks_hands_out_zeroed_chunks_in_order() {
+        for parallel in [false, true] {
+            // Leave non-zero memory behind for the allocator to reuse (small
+            // enough to come from the heap, not from fresh zeroed pages).
+            drop(vec![7.0f32; 10_003]);
+            let out = zeroed_chunks(
+                10_003,
+                100,
+                parallel,
+                || 0usize,
+                |seen, i, c| {
+                    assert!(c.iter().all(|&v| v == 0.0), "chunk {i} not zeroed");
+                    assert_eq!(c.len(), if i == 100 { 3 } else { 100 });
+                    *seen += 1;
+                    for (j, v) in c.iter_mut().enumerate() {
+                        *v += (i * 100 + j) as f32;
+                    }
+                },
+            );
+            assert_eq!(out.len(), 10_003);
+            assert!(out.iter().enumerate().all(|(j, &v)| v == j as f32));
+        }
+        assert!(zeroed_chunks(0, 8, true, || (), |_, _, _| unreachable!()).is_empty());
     }
 }

@@ -1,10 +1,9 @@
 //! Max pooling kernels (window maximum with its index) and global average pooling.
 
-use std::mem::MaybeUninit;
-
 use rayon::prelude::*;
 
 use crate::conv::ConvGeometry;
+use crate::parallel::zeroed_chunks;
 use crate::Tensor;
 
 /// Max pooling of an NCHW tensor over windows given by `g`.
@@ -117,25 +116,20 @@ pub fn maxpool2d_backward(grad_out: &Tensor, idx: &[u32], g: &ConvGeometry) -> T
     }
     // Each plane is zeroed right before its gradients are added, while it is
     // in cache, instead of zero-filling the whole buffer in a separate pass.
-    let len = g.n * g.c * ip;
-    let mut dx: Vec<f32> = Vec::with_capacity(len);
-    dx.spare_capacity_mut()[..len]
-        .par_chunks_mut(ip)
-        .zip(grad_out.data().par_chunks(op))
-        .zip(idx.par_chunks(op))
-        .for_each(|((d, go), ix)| {
-            d.iter_mut().for_each(|e| {
-                e.write(0.0);
-            });
-            // SAFETY: every element of `d` was initialised just above, and
-            // `MaybeUninit<f32>` has the layout of `f32`.
-            let d = unsafe { &mut *(d as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    let (go, len) = (grad_out.data(), g.n * g.c * ip);
+    let dx = zeroed_chunks(
+        len,
+        ip,
+        true,
+        || (),
+        |_, plane, d| {
+            let go = &go[plane * op..][..op];
+            let ix = &idx[plane * op..][..op];
             for (&gv, &i) in go.iter().zip(ix) {
                 d[i as usize] += gv;
             }
-        });
-    // SAFETY: the planes cover all `len` elements and each was initialised.
-    unsafe { dx.set_len(len) };
+        },
+    );
     Tensor::from_vec(&[g.n, g.c, g.h, g.w], dx).expect("length from geometry")
 }
 

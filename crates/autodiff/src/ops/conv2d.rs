@@ -12,6 +12,7 @@
 use bregman_tensor::conv::{
     col2im_image_channel_major, pixels_to_channels, weight_from_tap_major, weight_to_tap_major,
 };
+use bregman_tensor::parallel::zeroed_chunks;
 use bregman_tensor::{gemm, gemm_serial, im2col, ConvGeometry, Tensor};
 use rayon::prelude::*;
 
@@ -42,34 +43,32 @@ fn geometry(x: &Tensor, w: &Tensor, spec: Conv2dSpec) -> ConvGeometry {
 /// each. Both choices depend on the batch size only, never on the thread count.
 const PARALLEL_IMAGES: usize = 4;
 
-/// Runs `f(serial, scratch, image's part of a, image's part of b)` for every image.
+/// Builds an output of `n` blocks of `a_len` values, one per image: runs
+/// `f(serial, scratch, image's block of the output, image's part of b)` for
+/// every image. Each block is zero-filled by its task right before `f` (see
+/// [`zeroed_chunks`]), so the output is never swept by a separate zero-fill.
 fn per_image(
     n: usize,
-    a: &mut [f32],
     a_len: usize,
     b: &[f32],
     b_len: usize,
     scratch_len: usize,
     f: impl Fn(bool, &mut [f32], &mut [f32], &[f32]) + Sync,
-) {
-    if a_len == 0 || b_len == 0 {
-        return;
+) -> Vec<f32> {
+    if b_len == 0 {
+        return vec![0.0; n * a_len];
     }
     // `scratch` is per-task working memory, reused across the images a task
     // handles (allocated once per rayon split, not once per image).
-    if n >= PARALLEL_IMAGES {
-        a.par_chunks_mut(a_len)
-            .zip(b.par_chunks(b_len))
-            .for_each_init(
-                || vec![0.0f32; scratch_len],
-                |scratch, (ai, bi)| f(true, scratch, ai, bi),
-            );
-    } else {
-        let mut scratch = vec![0.0f32; scratch_len];
-        a.chunks_mut(a_len)
-            .zip(b.chunks(b_len))
-            .for_each(|(ai, bi)| f(false, &mut scratch, ai, bi));
-    }
+    // Images in parallel, each with a serial GEMM, or one after another.
+    let images_in_parallel = n >= PARALLEL_IMAGES;
+    zeroed_chunks(
+        n * a_len,
+        a_len,
+        images_in_parallel,
+        || vec![0.0f32; scratch_len],
+        |scratch, i, ai| f(images_in_parallel, scratch, ai, &b[i * b_len..][..b_len]),
+    )
 }
 
 /// `gemm` or `gemm_serial` (inside a per-image task).
@@ -130,19 +129,10 @@ fn forward_with_cols(
         let y = pixels_to_channels(&y_pix, g.n, p, oc);
         Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry")
     } else {
-        let mut y = Tensor::zeros(&[g.n, oc, g.oh, g.ow]);
-        per_image(
-            g.n,
-            y.data_mut(),
-            oc * p,
-            cols.data(),
-            p * pl,
-            0,
-            |serial, _, yn, cn| {
-                gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
-            },
-        );
-        y
+        let y = per_image(g.n, oc * p, cols.data(), p * pl, 0, |serial, _, yn, cn| {
+            gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
+        });
+        Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry")
     };
     if let Some(b) = b {
         y.add_channel_bias_inplace(b);
@@ -221,11 +211,9 @@ impl Backward for Conv2dBackward {
         let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
         // ∂L/∂x, per image: dcols_nᵀ[C·k·k, P] = Wᵀ · G_n, folded back by col2im.
         let dx = needs[0].then(|| {
-            let mut dx = Tensor::zeros(&[g.n, g.c, g.h, g.w]);
             let img = g.c * g.h * g.w;
-            per_image(
+            let dx = per_image(
                 g.n,
-                dx.data_mut(),
                 img,
                 grad.data(),
                 oc * p,
@@ -236,7 +224,7 @@ impl Backward for Conv2dBackward {
                     col2im_image_channel_major(dcols, g, dxn);
                 },
             );
-            dx
+            Tensor::from_vec(&[g.n, g.c, g.h, g.w], dx).expect("sizes from geometry")
         });
         // ∂L/∂W_tap = Σ_n G_n · cols_n (see `weight_grad_tap`), then to W's layout.
         let dw = needs[1].then(|| {
