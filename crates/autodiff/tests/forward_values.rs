@@ -138,26 +138,44 @@ fn conv_by_definition(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Tens
 
 #[test]
 fn conv2d_with_many_channels_matches_definition() {
-    // Both forward paths: a short patch (3·3·3 = 27, one GEMM per image) and a
-    // long one (32·3·3 = 288, one GEMM over all pixels), with padding and stride.
+    // Short and long patches (3·3·3 = 27, 32·3·3 = 288, 5·5·5 = 125), with
+    // padding, stride and a bias (added per image after its GEMM).
     for &(c, oc, k, stride, pad) in &[(3, 4, 3, 1, 1), (32, 3, 3, 2, 1), (5, 2, 5, 1, 2)] {
         let x = Tensor::from_fn(&[2, c, 6, 5], |i| ((i * 37 % 23) as f32 - 11.0) / 8.0);
         let w = Tensor::from_fn(&[oc, c, k, k], |i| ((i * 53 % 19) as f32 - 9.0) / 16.0);
+        let b = Tensor::from_fn(&[oc], |i| i as f32 - 0.75);
         let y = ops::conv2d::forward(
             &x,
             &w,
-            None,
+            Some(&b),
             Conv2dSpec {
                 stride,
                 padding: pad,
             },
         );
-        let expected = conv_by_definition(&x, &w, stride, pad);
+        let mut expected = conv_by_definition(&x, &w, stride, pad);
+        let plane = expected.dim(2) * expected.dim(3);
+        for (j, v) in expected.data_mut().iter_mut().enumerate() {
+            *v += b.data()[j / plane % oc];
+        }
         assert_eq!(y.shape(), expected.shape());
         for (a, b) in y.data().iter().zip(expected.data()) {
             assert!((a - b).abs() < 1e-4, "c{c} oc{oc} k{k}: {a} vs {b}");
         }
     }
+}
+
+#[test]
+#[should_panic(expected = "bias [3] does not fit weight [2, 1, 3, 3]")]
+fn conv2d_rejects_a_bias_of_the_wrong_length() {
+    let x = Tensor::zeros(&[1, 1, 4, 4]);
+    let w = Tensor::zeros(&[2, 1, 3, 3]);
+    let b = Tensor::zeros(&[3]);
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 0,
+    };
+    ops::conv2d::forward(&x, &w, Some(&b), spec);
 }
 
 #[test]

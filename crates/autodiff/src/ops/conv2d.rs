@@ -10,7 +10,7 @@
 //! - `∂L/∂x_n = col2im(Wᵀ · G_n)`, the columns channel-major (`[C·k·k, P]`).
 
 use bregman_tensor::conv::{
-    col2im_image_channel_major, pixels_to_channels, weight_from_tap_major, weight_to_tap_major,
+    col2im_image_channel_major, weight_from_tap_major, weight_to_tap_major,
 };
 use bregman_tensor::parallel::zeroed_chunks;
 use bregman_tensor::{gemm, gemm_serial, im2col, ConvGeometry, Tensor};
@@ -91,17 +91,18 @@ fn gemm_in(
     }
 }
 
-/// From this patch length (`C·k·k`) on, the forward pass runs one GEMM over all
-/// pixels and transposes its result to NCHW; below it, the transpose would cost
-/// more than the GEMM, so each image gets its own GEMM that writes NCHW
-/// directly. Measured on the paper ConvNet (patch 25 vs 1600).
+/// From this patch length (`C·k·k`) on, the weight gradient regroups the
+/// output gradient and runs one GEMM over all pixels (see [`weight_grad_tap`]).
 const BIG_GEMM_PATCH: usize = 256;
 
 /// Forward pass; returns the output and the `im2col` matrix (kept for backward).
 ///
-/// Either per image `n`: `Y_n[OC, OH·OW] = W_tap[OC, k·k·C] · cols_nᵀ`, written
-/// straight into the NCHW output (the transposed `cols_n` is read in place), or
-/// one pixel-major GEMM and a transpose (see [`BIG_GEMM_PATCH`]).
+/// Per image `n`: `Y_n[OC, OH·OW] = W_tap[OC, k·k·C] · cols_nᵀ + b`, written
+/// straight into the NCHW output (the transposed `cols_n` is read in place)
+/// and the bias added while the image's block is still in cache. One
+/// pixel-major GEMM over all images followed by a transpose to NCHW was
+/// 50–110 ms slower per ResNet-18 step (the transpose, and a GEMM with only
+/// `OC` output columns) and even on the paper ConvNet (docs/BENCHMARKS.md).
 fn forward_with_cols(
     x: &Tensor,
     w: &Tensor,
@@ -110,33 +111,25 @@ fn forward_with_cols(
 ) -> (Tensor, Tensor, ConvGeometry) {
     let g = geometry(x, w, spec);
     let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
+    if let Some(b) = b {
+        assert!(
+            b.ndim() == 1 && b.len() == oc,
+            "conv2d: bias {:?} does not fit weight {:?} (need [OC])",
+            b.shape(),
+            w.shape()
+        );
+    }
     let cols = im2col(x, &g);
     let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
-    let mut y = if pl >= BIG_GEMM_PATCH {
-        // One GEMM over all pixels, Y_pix[N·P, OC] = cols · Wᵀ, then to NCHW.
-        let mut y_pix = vec![0.0f32; g.n * p * oc];
-        gemm(
-            g.n * p,
-            pl,
-            oc,
-            cols.data(),
-            false,
-            &w_tap,
-            true,
-            &mut y_pix,
-            false,
-        );
-        let y = pixels_to_channels(&y_pix, g.n, p, oc);
-        Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry")
-    } else {
-        let y = per_image(g.n, oc * p, cols.data(), p * pl, 0, |serial, _, yn, cn| {
-            gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
-        });
-        Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry")
-    };
-    if let Some(b) = b {
-        y.add_channel_bias_inplace(b);
-    }
+    let y = per_image(g.n, oc * p, cols.data(), p * pl, 0, |serial, _, yn, cn| {
+        gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
+        if let Some(b) = b {
+            for (plane, &bo) in yn.chunks_exact_mut(p).zip(b.data()) {
+                plane.iter_mut().for_each(|v| *v += bo);
+            }
+        }
+    });
+    let y = Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry");
     (y, cols, g)
 }
 
