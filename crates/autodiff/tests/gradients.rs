@@ -156,6 +156,25 @@ fn conv2d_stride2_padding1() {
     ));
 }
 
+/// A long patch (29·3·3 = 261 values) on large images (16×16 = 256 output
+/// pixels): the weight gradient accumulates image by image, not through one
+/// GEMM over all pixels (that path is checked with small images below).
+#[test]
+fn conv2d_long_patch_on_large_images() {
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+    };
+    ok(check_gradients(
+        &[
+            rand_tensor(&[2, 29, 16, 16], 40),
+            rand_tensor(&[2, 29, 3, 3], 41),
+            rand_tensor(&[2], 42),
+        ],
+        |t, v| t.conv2d(v[0], v[1], Some(v[2]), spec),
+    ));
+}
+
 #[test]
 fn conv2d_1x1_stride2() {
     let spec = Conv2dSpec {
@@ -308,7 +327,8 @@ fn harness_catches_a_wrong_rule() {
 }
 
 /// Batches of ≥ 4 images run the per-image parallel path, and patches of ≥ 256
-/// values the single pixel-major GEMM: check both.
+/// values on small images the weight gradient's single GEMM over all pixels:
+/// check both.
 #[test]
 fn conv2d_parallel_image_path_and_big_patch_path() {
     let spec = Conv2dSpec {

@@ -18,20 +18,22 @@ fn values(shape: &[usize], seed: u32) -> Tensor {
 /// (1 input channel, 5×5: per-image GEMMs, grouped weight gradient) and a
 /// long-patch one (32·3·3 = 288: one GEMM over all pixels), 20 images.
 fn gradients() -> Vec<Vec<f32>> {
-    let x = values(&[20, 1, 12, 12], 1);
+    let x = values(&[20, 1, 20, 20], 1);
     let w1 = values(&[32, 1, 5, 5], 2);
     let b1 = values(&[32], 3);
     let gamma = values(&[32], 4);
     let beta = values(&[32], 5);
     let w2 = values(&[8, 32, 3, 3], 6);
+    let w3 = values(&[8, 32, 3, 3], 7);
     let mut tape = Tape::new();
     let xv = tape.leaf(x);
-    let (w1v, b1v, gv, bv, w2v) = (
+    let (w1v, b1v, gv, bv, w2v, w3v) = (
         tape.param(&w1),
         tape.param(&b1),
         tape.param(&gamma),
         tape.param(&beta),
         tape.param(&w2),
+        tape.param(&w3),
     );
     let s1 = Conv2dSpec {
         stride: 1,
@@ -41,14 +43,25 @@ fn gradients() -> Vec<Vec<f32>> {
         stride: 2,
         padding: 1,
     };
+    let s3 = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+    };
+    // Every weight-gradient path: conv1 a short patch (25), conv2 a long
+    // patch (288) on small images (8×8), conv3 a long patch on large images
+    // (16×16 = 256 pixels).
     let h = tape.conv2d(xv, w1v, Some(b1v), s1);
     let (h, _) = tape.batchnorm(h, gv, bv, 1e-5);
-    let h = tape.conv2d(h, w2v, None, s2);
-    let loss = tape.sum(h);
-    let loss = tape.mul(loss, loss);
+    let h2 = tape.conv2d(h, w2v, None, s2);
+    let h3 = tape.conv2d(h, w3v, None, s3);
+    let (l2, l3) = (tape.sum(h2), tape.sum(h3));
+    let loss = tape.mul(l2, l3);
     tape.backward(loss);
-    let mut out = vec![tape.value(h).data().to_vec()];
-    for v in [xv, w1v, b1v, gv, bv, w2v] {
+    let mut out = vec![
+        tape.value(h2).data().to_vec(),
+        tape.value(h3).data().to_vec(),
+    ];
+    for v in [xv, w1v, b1v, gv, bv, w2v, w3v] {
         out.push(tape.grad(v).expect("gradient").data().to_vec());
     }
     out
