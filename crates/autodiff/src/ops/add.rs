@@ -22,6 +22,31 @@ impl Backward for AddBackward {
             .map(|(x, &need)| need.then(|| grad.sum_to_shape(x.shape())))
             .collect()
     }
+
+    /// As `backward`, but the last input that needs the gradient at the
+    /// output's shape (e.g. a residual connection's shortcut) takes the
+    /// gradient's buffer itself instead of a copy.
+    fn backward_owned(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        grad: Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
+        let owner = (0..inputs.len())
+            .rev()
+            .find(|&i| needs[i] && inputs[i].shape() == grad.shape());
+        let mut out: Vec<Option<Tensor>> = inputs
+            .iter()
+            .zip(needs)
+            .enumerate()
+            .map(|(i, (x, &need))| (need && Some(i) != owner).then(|| grad.sum_to_shape(x.shape())))
+            .collect();
+        if let Some(i) = owner {
+            out[i] = Some(grad);
+        }
+        out
+    }
 }
 
 impl<'a> Tape<'a> {

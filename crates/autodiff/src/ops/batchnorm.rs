@@ -152,12 +152,24 @@ impl Backward for BatchNormBackward {
     fn backward(
         &self,
         inputs: &[&Tensor],
-        _: &Tensor,
+        output: &Tensor,
         grad: &Tensor,
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
+        self.backward_owned(inputs, output, grad.clone(), needs)
+    }
+
+    /// `∂L/∂x` is written over the output gradient's buffer (each value is
+    /// read once, right before its place is overwritten).
+    fn backward_owned(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        grad: Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let (x, gamma) = (inputs[0].data(), inputs[1].data());
-        let d = dims(grad);
+        let d = dims(&grad);
         let (c, p) = (d.1, d.2);
         let m = (d.0 * d.2).max(1) as f32;
         // Σ g and Σ g x̂ per channel in one pass, x̂ = (x − μ)/σ recomputed.
@@ -182,19 +194,20 @@ impl Backward for BatchNormBackward {
             })
             .collect();
         let dx = needs[0].then(|| {
-            let mut dx = Tensor::zeros(grad.shape());
+            let mut dx = grad;
             if p > 0 {
                 dx.data_mut()
                     .par_chunks_mut(p)
-                    .zip(grad.data().par_chunks(p).zip(x.par_chunks(p)))
+                    .zip(x.par_chunks(p))
                     .enumerate()
-                    .for_each(|(i, (dp, (gp, xp)))| {
+                    .for_each(|(i, (dp, xp))| {
                         let ch = i % c;
                         let (mu, is) = (mean[ch], inv_std[ch]);
                         let (sg, sgx) = sums[ch];
                         let k = gamma[ch] * is / m;
-                        for (dv, (&gv, &xv)) in dp.iter_mut().zip(gp.iter().zip(xp)) {
-                            *dv = k * (m * gv - sg - (xv - mu) * is * sgx);
+                        for (dv, &xv) in dp.iter_mut().zip(xp) {
+                            // `*dv` holds the output gradient g here.
+                            *dv = k * (m * *dv - sg - (xv - mu) * is * sgx);
                         }
                     });
             }

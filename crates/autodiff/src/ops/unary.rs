@@ -29,11 +29,21 @@ impl<F: UnaryDerivative> Backward for UnaryBackward<F> {
         inputs: &[&Tensor],
         output: &Tensor,
         grad: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
+        self.backward_owned(inputs, output, grad.clone(), needs)
+    }
+
+    /// `dx = dy · f'(x)`, written over the output gradient's own buffer.
+    fn backward_owned(
+        &self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        grad: Tensor,
         _: &[bool],
     ) -> Vec<Option<Tensor>> {
-        let x = inputs[0];
-        let mut dx = grad.clone();
-        zip3(dx.data_mut(), x.data(), output.data(), |g, x, y| {
+        let mut dx = grad;
+        zip3(dx.data_mut(), inputs[0].data(), output.data(), |g, x, y| {
             *g *= F::df(x, y)
         });
         vec![Some(dx)]
