@@ -74,6 +74,18 @@ pub fn sum_map(x: &[f32], f: impl Fn(f32) -> f64 + Sync) -> f64 {
     }
 }
 
+/// Writes `T::default()` (zero for numbers) over every element of `c` and
+/// returns it as initialised values: the first step of filling a chunk of an
+/// uninitialised buffer inside the task that owns it (see [`zeroed_chunks`]).
+pub fn init_default<T: Copy + Default>(c: &mut [MaybeUninit<T>]) -> &mut [T] {
+    c.iter_mut().for_each(|e| {
+        e.write(T::default());
+    });
+    // SAFETY: every element of `c` was initialised just above, and
+    // `MaybeUninit<T>` has the layout of `T`.
+    unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
 /// Builds a vector of `len` values, `chunk` values at a time: each chunk is
 /// zero-filled by the task that then hands it to `fill(state, index, chunk)`
 /// (the last chunk may be shorter). The zeros are written while the chunk is
@@ -97,13 +109,7 @@ pub fn zeroed_chunks<S>(
     }
     let chunk = chunk.max(1);
     let run = |state: &mut S, (i, c): (usize, &mut [MaybeUninit<f32>])| {
-        c.iter_mut().for_each(|e| {
-            e.write(0.0);
-        });
-        // SAFETY: every element of `c` was initialised just above, and
-        // `MaybeUninit<f32>` has the layout of `f32`.
-        let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
-        fill(state, i, c);
+        fill(state, i, init_default(c));
     };
     let spare = &mut out.spare_capacity_mut()[..len];
     if parallel {

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::conv::ConvGeometry;
-use crate::parallel::zeroed_chunks;
+use crate::parallel::{init_default, zeroed_chunks};
 use crate::Tensor;
 
 /// Max pooling of an NCHW tensor over windows given by `g`.
@@ -19,16 +19,21 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
         "maxpool2d: input shape vs geometry"
     );
     let (ip, op) = (g.h * g.w, g.oh * g.ow);
-    let mut out = Tensor::zeros(&[g.n, g.c, g.oh, g.ow]);
-    let mut idx = vec![0u32; g.n * g.c * op];
-    if op == 0 {
-        return (out, idx);
+    let shape = [g.n, g.c, g.oh, g.ow];
+    if op == 0 || ip == 0 {
+        return (Tensor::zeros(&shape), vec![0; g.n * g.c * op]);
     }
-    out.data_mut()
+    // Each plane's outputs are zeroed by the task that then writes them (in
+    // cache), not by a zero-fill pass over both whole buffers first.
+    let len = g.n * g.c * op;
+    let (mut out, mut idx): (Vec<f32>, Vec<u32>) =
+        (Vec::with_capacity(len), Vec::with_capacity(len));
+    out.spare_capacity_mut()[..len]
         .par_chunks_mut(op)
-        .zip(idx.par_chunks_mut(op))
+        .zip(idx.spare_capacity_mut()[..len].par_chunks_mut(op))
         .zip(x.data().par_chunks(ip))
         .for_each(|((o, ix), xp)| {
+            let (o, ix) = (init_default(o), init_default(ix));
             if g.kh == 2 && g.kw == 2 && g.stride == 2 {
                 return pool_2x2(o, ix, xp, g);
             }
@@ -53,6 +58,13 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
                 }
             }
         });
+    // SAFETY: the planes cover all `len` elements of both buffers, and each
+    // task initialised its planes (`init_default`) before writing them.
+    unsafe {
+        out.set_len(len);
+        idx.set_len(len);
+    }
+    let out = Tensor::from_vec(&shape, out).expect("length from geometry");
     (out, idx)
 }
 
