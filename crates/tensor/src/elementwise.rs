@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::parallel::{map_inplace, zip2, zip3, PAR_THRESHOLD};
+use crate::parallel::{map_inplace, zeroed_chunks, zip2, CHUNK, PAR_THRESHOLD};
 use crate::{assert_same_shape, Tensor};
 
 impl Tensor {
@@ -24,11 +24,21 @@ impl Tensor {
     /// **Panics** if the shapes differ.
     pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
         assert_same_shape("zip_map", self, other);
-        let mut out = Tensor::zeros(self.shape());
-        zip3(out.data_mut(), self.data(), other.data(), |o, a, b| {
-            *o = f(a, b)
-        });
-        out
+        let (a, b) = (self.data(), other.data());
+        // Written chunk by chunk into a buffer zeroed in cache by each task.
+        let out = zeroed_chunks(
+            a.len(),
+            CHUNK,
+            a.len() >= PAR_THRESHOLD,
+            || (),
+            |_, i, o| {
+                let (a, b) = (&a[i * CHUNK..][..o.len()], &b[i * CHUNK..][..o.len()]);
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            },
+        );
+        Tensor::from_vec(self.shape(), out).expect("same length")
     }
 
     /// Element-wise sum. **Panics** if the shapes differ.

@@ -10,6 +10,7 @@
 //!
 //! Inputs may be `[N, C, H, W]` (BatchNorm2d) or `[N, C]` (BatchNorm1d).
 
+use bregman_tensor::parallel::zeroed_chunks;
 use bregman_tensor::reduce::lane_sum2;
 use bregman_tensor::Tensor;
 use rayon::prelude::*;
@@ -39,18 +40,20 @@ fn dims(x: &Tensor) -> (usize, usize, usize) {
 /// `out = a[c]·x + b[c]` per channel, into a new tensor.
 fn channel_affine(x: &Tensor, a: &[f32], b: &[f32]) -> Tensor {
     let (_, c, p) = dims(x);
-    let mut out = Tensor::zeros(x.shape());
-    if p > 0 {
-        out.data_mut()
-            .par_chunks_mut(p)
-            .zip(x.data().par_chunks(p))
-            .enumerate()
-            .for_each(|(i, (op, xp))| {
-                let (ac, bc) = (a[i % c], b[i % c]);
-                op.iter_mut().zip(xp).for_each(|(o, &v)| *o = ac * v + bc);
-            });
-    }
-    out
+    let xd = x.data();
+    // One plane per task, zeroed in cache right before it is written.
+    let out = zeroed_chunks(
+        xd.len(),
+        p,
+        true,
+        || (),
+        |_, i, op| {
+            let (ac, bc) = (a[i % c], b[i % c]);
+            let xp = &xd[i * p..][..op.len()];
+            op.iter_mut().zip(xp).for_each(|(o, &v)| *o = ac * v + bc);
+        },
+    );
+    Tensor::from_vec(x.shape(), out).expect("same length")
 }
 
 fn check_params(x: &Tensor, gamma: &Tensor, beta: &Tensor) {
