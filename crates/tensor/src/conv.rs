@@ -20,6 +20,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::parallel::init_default;
 use crate::{Tensor, TensorError};
 
 /// Shapes of one 2-D convolution or pooling window sweep.
@@ -120,11 +121,33 @@ fn valid_kx(g: &ConvGeometry, ox: usize) -> (usize, usize, isize) {
 ///
 /// **Panics** if `x`'s shape is not the geometry's input shape.
 pub fn im2col(x: &Tensor, g: &ConvGeometry) -> Tensor {
+    im2col_with::<f32>(x, g, true, &mut [], 0, |_, _| {})
+}
+
+/// [`im2col`] that also hands each image's block of columns, right after
+/// writing it and on the same task (so while it is still in cache), to
+/// `then(block, out_i)`, where `out_i` is the image's block of `out_len`
+/// values of `out` — e.g. the forward GEMM of a convolution writing the
+/// image's output. With `parallel`, images run on rayon tasks; otherwise one
+/// after another on the calling thread. `then` is called exactly once per
+/// image when `out_len > 0`, never when `out_len == 0`.
+///
+/// **Panics** if `x`'s shape is not the geometry's input shape or `out` does
+/// not hold `N·out_len` values.
+pub fn im2col_with<T: Send>(
+    x: &Tensor,
+    g: &ConvGeometry,
+    parallel: bool,
+    out: &mut [T],
+    out_len: usize,
+    then: impl Fn(&[f32], &mut [T]) + Sync,
+) -> Tensor {
     assert_eq!(
         x.shape(),
         [g.n, g.c, g.h, g.w],
         "im2col: input shape vs geometry"
     );
+    assert_eq!(out.len(), g.n * out_len, "im2col_with: output length");
     let (pl, img) = (g.patch_len(), g.c * g.h * g.w);
     let per_image = g.out_pixels() * pl;
     let len = g.n * per_image;
@@ -132,22 +155,46 @@ pub fn im2col(x: &Tensor, g: &ConvGeometry) -> Tensor {
     // buffer is not zero-filled first: that saved a full extra pass over what
     // is the largest buffer of a ResNet step (300 MB in its first stage).
     let mut cols: Vec<f32> = Vec::with_capacity(len);
-    if per_image > 0 && img > 0 {
-        let xd = x.data();
-        cols.spare_capacity_mut()[..len]
-            .par_chunks_mut(per_image)
-            .zip(xd.par_chunks(img))
-            .for_each_init(
-                || vec![0.0f32; img],
-                |hwc, (out, xi)| im2col_image(xi, g, hwc, out),
-            );
+    let spare = &mut cols.spare_capacity_mut()[..len];
+    if per_image == 0 || img == 0 {
+        let zeros = init_default(spare);
+        if out_len > 0 {
+            for (i, o) in out.chunks_mut(out_len).enumerate() {
+                then(&zeros[i * per_image..][..per_image], o);
+            }
+        }
     } else {
-        cols.spare_capacity_mut()[..len].iter_mut().for_each(|e| {
-            e.write(0.0);
-        });
+        let xd = x.data();
+        let init = || vec![0.0f32; img];
+        match (parallel, out_len > 0) {
+            (true, true) => spare
+                .par_chunks_mut(per_image)
+                .zip(xd.par_chunks(img))
+                .zip(out.par_chunks_mut(out_len))
+                .for_each_init(init, |hwc, ((block, xi), o)| {
+                    then(im2col_image(xi, g, hwc, block), o)
+                }),
+            (true, false) => spare
+                .par_chunks_mut(per_image)
+                .zip(xd.par_chunks(img))
+                .for_each_init(init, |hwc, (block, xi)| {
+                    im2col_image(xi, g, hwc, block);
+                }),
+            (false, _) => {
+                let mut hwc = init();
+                let mut outs = out.chunks_mut(out_len.max(1));
+                for (block, xi) in spare.chunks_mut(per_image).zip(xd.chunks(img)) {
+                    let block = im2col_image(xi, g, &mut hwc, block);
+                    if let Some(o) = outs.next().filter(|_| out_len > 0) {
+                        then(block, o);
+                    }
+                }
+            }
+        }
     }
     // SAFETY: `im2col_image` initialises every element of each image's block
-    // (see its docs), and the blocks cover all `len` elements.
+    // (see its docs) and the blocks cover all `len` elements; or
+    // `init_default` initialised them all.
     unsafe { cols.set_len(len) };
     Tensor::from_vec(&[g.n * g.out_pixels(), pl], cols).expect("length from geometry")
 }
@@ -183,8 +230,13 @@ pub fn col2im(cols: &Tensor, g: &ConvGeometry) -> Tensor {
 /// [`im2col`] of one image: `xi` is `[C, H, W]`, `hwc` scratch of the same
 /// length (receives the image channels-last), `out` is `[OH·OW, kh·kw·C]`.
 /// Writes every element of `out`: image values, and zeros where the window
-/// covers padding.
-fn im2col_image(xi: &[f32], g: &ConvGeometry, hwc: &mut [f32], out: &mut [MaybeUninit<f32>]) {
+/// covers padding; returns `out` as initialised values.
+fn im2col_image<'o>(
+    xi: &[f32],
+    g: &ConvGeometry,
+    hwc: &mut [f32],
+    out: &'o mut [MaybeUninit<f32>],
+) -> &'o [f32] {
     transpose(xi, g.c, g.h * g.w, hwc);
     let (c, run) = (g.c, g.kw * g.c);
     let zero = |d: &mut [MaybeUninit<f32>]| {
@@ -210,6 +262,10 @@ fn im2col_image(xi: &[f32], g: &ConvGeometry, hwc: &mut [f32], out: &mut [MaybeU
             }
         }
     }
+    // SAFETY: the loops above wrote every element of `out` (each row is
+    // covered by its `kh` segments, each segment by zeros or data), and
+    // `MaybeUninit<f32>` has the layout of `f32`.
+    unsafe { &*(out as *const [MaybeUninit<f32>] as *const [f32]) }
 }
 
 /// [`col2im`] of one image: adds the columns `ci` (`[OH·OW, kh·kw·C]`, in
@@ -430,6 +486,29 @@ mod tests {
             return 0.0;
         }
         x.data()[((n * s[1] + c) * s[2] + y as usize) * s[3] + xx as usize]
+    }
+
+    /// `im2col_with` hands image `i` its own block of columns and its own
+    /// block of the output, on both paths, and builds the same columns.
+    #[test]
+    fn im2col_with_hands_each_image_its_blocks() {
+        let x = Tensor::from_fn(&[5, 2, 4, 3], |i| i as f32 * 0.5 - 7.0);
+        let g = ConvGeometry::new(x.shape(), 3, 3, 1, 1).unwrap();
+        let plain = im2col(&x, &g);
+        let per_image = g.out_pixels() * g.patch_len();
+        for parallel in [false, true] {
+            let mut out = vec![0.0f32; 5 * 2];
+            let cols = im2col_with(&x, &g, parallel, &mut out, 2, |block, o| {
+                // Which image this is, found from the block itself.
+                let i = (0..5)
+                    .find(|&i| plain.data()[i * per_image..][..per_image] == *block)
+                    .expect("a block of the plain columns");
+                o[0] += i as f32;
+                o[1] += 1.0;
+            });
+            assert_eq!(cols, plain);
+            assert_eq!(out, [0., 1., 1., 1., 2., 1., 3., 1., 4., 1.]);
+        }
     }
 
     #[test]

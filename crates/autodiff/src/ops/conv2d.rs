@@ -9,11 +9,12 @@
 //!   `∂L/∂b = Σ_pixels G`;
 //! - `∂L/∂x_n = col2im(Wᵀ · G_n)`, the columns channel-major (`[C·k·k, P]`).
 
+use bregman_tensor::conv::im2col_with;
 use bregman_tensor::conv::{
     col2im_image_channel_major, weight_from_tap_major, weight_to_tap_major,
 };
-use bregman_tensor::parallel::zeroed_chunks;
-use bregman_tensor::{gemm, gemm_serial, im2col, ConvGeometry, Tensor};
+use bregman_tensor::parallel::{init_default, zeroed_chunks};
+use bregman_tensor::{gemm, gemm_serial, ConvGeometry, Tensor};
 use rayon::prelude::*;
 
 use crate::{Backward, Tape, Var};
@@ -119,16 +120,26 @@ fn forward_with_cols(
             w.shape()
         );
     }
-    let cols = im2col(x, &g);
     let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
-    let y = per_image(g.n, oc * p, cols.data(), p * pl, 0, |serial, _, yn, cn| {
-        gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
+    // Each image's output block is written by the task that just unfolded
+    // its columns, so the GEMM reads them from cache.
+    let y_len = g.n * oc * p;
+    let mut y: Vec<f32> = Vec::with_capacity(y_len);
+    let images_in_parallel = g.n >= PARALLEL_IMAGES;
+    let spare = &mut y.spare_capacity_mut()[..y_len];
+    let cols = im2col_with(x, &g, images_in_parallel, spare, oc * p, |cn, yn| {
+        let yn = init_default(yn);
+        gemm_in(images_in_parallel, oc, pl, p, &w_tap, false, cn, true, yn);
         if let Some(b) = b {
             for (plane, &bo) in yn.chunks_exact_mut(p).zip(b.data()) {
                 plane.iter_mut().for_each(|v| *v += bo);
             }
         }
     });
+    // SAFETY: `im2col_with` calls the closure once per image when the blocks
+    // are non-empty, and it initialises the image's whole block first
+    // (`init_default`); with empty blocks `y_len` is 0.
+    unsafe { y.set_len(y_len) };
     let y = Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry");
     (y, cols, g)
 }
