@@ -40,7 +40,7 @@ fn gradients() -> Vec<Vec<f32>> {
         padding: 0,
     };
     let s2 = Conv2dSpec {
-        stride: 2,
+        stride: 3,
         padding: 1,
     };
     let s3 = Conv2dSpec {
@@ -48,7 +48,7 @@ fn gradients() -> Vec<Vec<f32>> {
         padding: 1,
     };
     // Every weight-gradient path: conv1 a short patch (25), conv2 a long
-    // patch (288) on small images (8×8), conv3 a long patch on large images
+    // patch (288) on tiny images (6×6), conv3 a long patch on large images
     // (16×16 = 256 pixels).
     let h = tape.conv2d(xv, w1v, Some(b1v), s1);
     let (h, _) = tape.batchnorm(h, gv, bv, 1e-5);

@@ -227,6 +227,24 @@ pub fn col2im(cols: &Tensor, g: &ConvGeometry) -> Tensor {
     x
 }
 
+/// [`im2col`] of one image alone: unfolds `xi` (`[C, H, W]`) into `out`
+/// (`[OH·OW, kh·kw·C]`, every value overwritten), using `hwc` (`C·H·W`
+/// values) as scratch. For callers that unfold an image into a small buffer
+/// right before using it, instead of keeping the columns of a whole batch.
+///
+/// **Panics** if a slice is shorter than the geometry requires.
+pub fn im2col_image_into(xi: &[f32], g: &ConvGeometry, hwc: &mut [f32], out: &mut [f32]) {
+    let (img, len) = (g.c * g.h * g.w, g.out_pixels() * g.patch_len());
+    let (xi, hwc, out) = (&xi[..img], &mut hwc[..img], &mut out[..len]);
+    if len == 0 {
+        return;
+    }
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `im2col_image`
+    // only ever writes initialised values into `out`.
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    im2col_image(xi, g, hwc, out);
+}
+
 /// [`im2col`] of one image: `xi` is `[C, H, W]`, `hwc` scratch of the same
 /// length (receives the image channels-last), `out` is `[OH·OW, kh·kw·C]`.
 /// Writes every element of `out`: image values, and zeros where the window

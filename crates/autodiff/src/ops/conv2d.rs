@@ -9,10 +9,10 @@
 //!   `∂L/∂b = Σ_pixels G`;
 //! - `∂L/∂x_n = col2im(Wᵀ · G_n)`, the columns channel-major (`[C·k·k, P]`).
 
-use bregman_tensor::conv::im2col_with;
 use bregman_tensor::conv::{
     col2im_image_channel_major, weight_from_tap_major, weight_to_tap_major,
 };
+use bregman_tensor::conv::{im2col_image_into, im2col_with};
 use bregman_tensor::parallel::{init_default, zeroed_chunks};
 use bregman_tensor::{gemm, gemm_serial, ConvGeometry, Tensor};
 use rayon::prelude::*;
@@ -96,20 +96,36 @@ fn gemm_in(
 /// output gradient and runs one GEMM over all pixels (see [`weight_grad_tap`]).
 const BIG_GEMM_PATCH: usize = 256;
 
-/// Forward pass; returns the output and the `im2col` matrix (kept for backward).
+/// Whether the weight gradient needs the columns of the whole batch at once:
+/// long patches (`C·k·k ≥ BIG_GEMM_PATCH`) on small images
+/// (`OH·OW < BIG_IMAGE_PIXELS`), where it is one GEMM over all pixels (see
+/// [`weight_grad_tap`]). Every other convolution unfolds each image into a
+/// small per-task buffer when it needs it (forward, and again in backward),
+/// which costs less than writing the columns of the batch to memory and
+/// reading them back: 52 MB for the ConvNet's second convolution (its step
+/// went from 45.2–47.0 to 42.3–43.4 ms), 300 MB for each of ResNet-18's
+/// first-stage convolutions.
+fn keeps_columns(g: &ConvGeometry) -> bool {
+    g.patch_len() >= BIG_GEMM_PATCH && g.out_pixels() < BIG_IMAGE_PIXELS
+}
+
+/// Forward pass; returns the output, and the `im2col` matrix when backward
+/// needs it ([`keeps_columns`] and `for_backward`).
 ///
 /// Per image `n`: `Y_n[OC, OH·OW] = W_tap[OC, k·k·C] · cols_nᵀ + b`, written
 /// straight into the NCHW output (the transposed `cols_n` is read in place)
-/// and the bias added while the image's block is still in cache. One
-/// pixel-major GEMM over all images followed by a transpose to NCHW was
-/// 50–110 ms slower per ResNet-18 step (the transpose, and a GEMM with only
-/// `OC` output columns) and even on the paper ConvNet (docs/BENCHMARKS.md).
+/// by the task that has just unfolded `cols_n` (so it is read from cache),
+/// the bias added while the image's block is still in cache. One pixel-major
+/// GEMM over all images followed by a transpose to NCHW was 50–110 ms slower
+/// per ResNet-18 step (the transpose, and a GEMM with only `OC` output
+/// columns) and even on the paper ConvNet (docs/BENCHMARKS.md).
 fn forward_with_cols(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
     spec: Conv2dSpec,
-) -> (Tensor, Tensor, ConvGeometry) {
+    for_backward: bool,
+) -> (Tensor, Option<Tensor>, ConvGeometry) {
     let g = geometry(x, w, spec);
     let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
     if let Some(b) = b {
@@ -121,46 +137,69 @@ fn forward_with_cols(
         );
     }
     let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
-    // Each image's output block is written by the task that just unfolded
-    // its columns, so the GEMM reads them from cache.
-    let y_len = g.n * oc * p;
-    let mut y: Vec<f32> = Vec::with_capacity(y_len);
     let images_in_parallel = g.n >= PARALLEL_IMAGES;
-    let spare = &mut y.spare_capacity_mut()[..y_len];
-    let cols = im2col_with(x, &g, images_in_parallel, spare, oc * p, |cn, yn| {
-        let yn = init_default(yn);
+    // `Y_n = W_tap · cols_nᵀ + b` into the image's (zeroed) output block.
+    let image_output = |cn: &[f32], yn: &mut [f32]| {
         gemm_in(images_in_parallel, oc, pl, p, &w_tap, false, cn, true, yn);
         if let Some(b) = b {
             for (plane, &bo) in yn.chunks_exact_mut(p).zip(b.data()) {
                 plane.iter_mut().for_each(|v| *v += bo);
             }
         }
-    });
-    // SAFETY: `im2col_with` calls the closure once per image when the blocks
-    // are non-empty, and it initialises the image's whole block first
-    // (`init_default`); with empty blocks `y_len` is 0.
-    unsafe { y.set_len(y_len) };
+    };
+    let y_len = g.n * oc * p;
+    let (y, cols) = if for_backward && keeps_columns(&g) {
+        let mut y: Vec<f32> = Vec::with_capacity(y_len);
+        let spare = &mut y.spare_capacity_mut()[..y_len];
+        let cols = im2col_with(x, &g, images_in_parallel, spare, oc * p, |cn, yn| {
+            image_output(cn, init_default(yn))
+        });
+        // SAFETY: `im2col_with` calls the closure once per image when the
+        // blocks are non-empty, and the closure initialises the image's whole
+        // block first (`init_default`); with empty blocks `y_len` is 0.
+        unsafe { y.set_len(y_len) };
+        (y, Some(cols))
+    } else {
+        let (img, xd) = (g.c * g.h * g.w, x.data());
+        let scratch = || (vec![0.0f32; img], vec![0.0f32; p * pl]);
+        let y = zeroed_chunks(
+            y_len,
+            oc * p,
+            images_in_parallel,
+            scratch,
+            |(hwc, cn), i, yn| {
+                im2col_image_into(&xd[i * img..][..img], &g, hwc, cn);
+                image_output(cn, yn);
+            },
+        );
+        (y, None)
+    };
     let y = Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry");
     (y, cols, g)
 }
 
-/// Forward pass without a tape.
+/// Forward pass without a tape (no columns kept).
 ///
 /// **Panics** on a shape mismatch.
 pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, spec: Conv2dSpec) -> Tensor {
-    forward_with_cols(x, w, b, spec).0
+    forward_with_cols(x, w, b, spec, false).0
 }
 
 /// Image groups of the image-by-image weight gradient: a constant, so the
 /// partial sums and their combination order never depend on the thread count.
 const WEIGHT_GRAD_GROUPS: usize = 8;
 
-/// From this many output pixels per image on, the weight gradient is
+/// From this many output pixels per image on (8×8), the weight gradient is
 /// accumulated image by image even for long patches (see [`weight_grad_tap`]).
-const BIG_IMAGE_PIXELS: usize = 256;
+/// Below it (ResNet-18's last stage, 4×4) the per-image products are too
+/// short (`K = OH·OW`) to run fast: 72–77 GFLOP/s per thread against ~100
+/// for 8×8 images, ~45 ms per ResNet step more than the single GEMM.
+const BIG_IMAGE_PIXELS: usize = 64;
 
 /// `∂L/∂W_tap = Σ_n G_n · cols_n` (`[OC, k·k·C]`) from the NCHW gradient `gd`
-/// (`G_n = [OC, P]`, contiguous per image) and the columns (`[N·P, k·k·C]`).
+/// (`G_n = [OC, P]`, contiguous per image) and the columns: `cols`
+/// (`[N·P, k·k·C]`) when the forward pass kept them, else each image of `x`
+/// is unfolded again right before its product.
 ///
 /// Mostly image by image: each of [`WEIGHT_GRAD_GROUPS`] fixed groups of
 /// images accumulates `G_n · cols_n` (reading `G_n` in place), and the group
@@ -169,33 +208,56 @@ const BIG_IMAGE_PIXELS: usize = 256;
 /// where one GEMM over all pixels would be too thin to run fast and the
 /// regrouping copy it needs would cost as much as the GEMM) and large images
 /// (`P ≥ BIG_IMAGE_PIXELS`, where each `G_n · cols_n` is already a
-/// well-shaped product with `K = P`: ResNet-18's first two stages, ~55 ms
-/// less per step than the single GEMM). Otherwise — long patches on small
-/// images, the deep layers — `G` is regrouped to `[OC, N·P]` and one GEMM with
-/// `K = N·P` runs over all pixels.
-fn weight_grad_tap(gd: &[f32], cols: &[f32], oc: usize, pl: usize, p: usize, n: usize) -> Vec<f32> {
+/// well-shaped product with `K = P`, and `cols_n`, unfolded right before it,
+/// is read from cache: ResNet-18's first two stages ran ~55 ms faster per
+/// step than with the single GEMM even when the columns were kept; the
+/// ConvNet's second convolution runs at 95–98 instead of 76 GFLOP/s per
+/// thread with the columns unfolded again). Otherwise — long patches on
+/// tiny images, where [`keeps_columns`] holds — `G` is regrouped to
+/// `[OC, N·P]` and one GEMM with `K = N·P` runs over all pixels.
+fn weight_grad_tap(
+    gd: &[f32],
+    x: &Tensor,
+    cols: Option<&Tensor>,
+    g: &ConvGeometry,
+    oc: usize,
+) -> Vec<f32> {
+    let (pl, p, n) = (g.patch_len(), g.out_pixels(), g.n);
     let mut dw = vec![0.0f32; oc * pl];
     if p == 0 || n == 0 || oc == 0 || pl == 0 {
         return dw;
     }
-    if pl >= BIG_GEMM_PATCH && p < BIG_IMAGE_PIXELS {
+    if let Some(cols) = cols {
         let mut g_oc = vec![0.0f32; gd.len()];
         g_oc.par_chunks_mut(n * p).enumerate().for_each(|(o, dst)| {
             for (i, row) in dst.chunks_mut(p).enumerate() {
                 row.copy_from_slice(&gd[(i * oc + o) * p..][..p]);
             }
         });
-        gemm(oc, n * p, pl, &g_oc, false, cols, false, &mut dw, false);
+        gemm(
+            oc,
+            n * p,
+            pl,
+            &g_oc,
+            false,
+            cols.data(),
+            false,
+            &mut dw,
+            false,
+        );
         return dw;
     }
+    let (img, xd) = (g.c * g.h * g.w, x.data());
     let per_group = n.div_ceil(WEIGHT_GRAD_GROUPS);
     let partials: Vec<Vec<f32>> = gd
         .par_chunks(per_group * oc * p)
-        .zip(cols.par_chunks(per_group * p * pl))
-        .map(|(g_grp, c_grp)| {
+        .zip(xd.par_chunks(per_group * img))
+        .map(|(g_grp, x_grp)| {
+            let (mut hwc, mut cn) = (vec![0.0f32; img], vec![0.0f32; p * pl]);
             let mut acc = vec![0.0f32; oc * pl];
-            for (gn, cn) in g_grp.chunks(oc * p).zip(c_grp.chunks(p * pl)) {
-                gemm_serial(oc, p, pl, gn, false, cn, false, &mut acc, true);
+            for (gn, xn) in g_grp.chunks(oc * p).zip(x_grp.chunks(img.max(1))) {
+                im2col_image_into(xn, g, &mut hwc, &mut cn);
+                gemm_serial(oc, p, pl, gn, false, &cn, false, &mut acc, true);
             }
             acc
         })
@@ -207,7 +269,8 @@ fn weight_grad_tap(gd: &[f32], cols: &[f32], oc: usize, pl: usize, p: usize, n: 
 }
 
 struct Conv2dBackward {
-    cols: Tensor,
+    /// The batch's columns, when the weight gradient needs them all at once.
+    cols: Option<Tensor>,
     geom: ConvGeometry,
 }
 
@@ -240,7 +303,7 @@ impl Backward for Conv2dBackward {
         });
         // ∂L/∂W_tap = Σ_n G_n · cols_n (see `weight_grad_tap`), then to W's layout.
         let dw = needs[1].then(|| {
-            let dw_tap = weight_grad_tap(grad.data(), self.cols.data(), oc, pl, p, g.n);
+            let dw_tap = weight_grad_tap(grad.data(), inputs[0], self.cols.as_ref(), g, oc);
             let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
             Tensor::from_vec(w.shape(), dw).expect("weight shape")
         });
@@ -257,8 +320,13 @@ impl<'a> Tape<'a> {
     ///
     /// **Panics** on a shape mismatch.
     pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Var {
-        let (y, cols, geom) =
-            forward_with_cols(self.value(x), self.value(w), b.map(|b| self.value(b)), spec);
+        let (y, cols, geom) = forward_with_cols(
+            self.value(x),
+            self.value(w),
+            b.map(|b| self.value(b)),
+            spec,
+            true,
+        );
         let rule = Conv2dBackward { cols, geom };
         match b {
             Some(b) => self.push(y, &[x, w, b], rule),
