@@ -123,6 +123,13 @@ fn reshape_and_flatten() {
         let w = t.constant(rand_tensor(&[3, 8], 22));
         t.mul(r, w)
     }));
+    // Flattening what is already flat is the identity: the same variable.
+    ok(check_gradients(&[rand_tensor(&[6, 4], 23)], |t, v| {
+        let f = t.flatten(v[0]);
+        assert_eq!(f, v[0], "flatten of a flat tensor records nothing");
+        let w = t.constant(rand_tensor(&[6, 4], 24));
+        t.mul(f, w)
+    }));
 }
 
 #[test]

@@ -11,23 +11,35 @@ impl Backward for ReshapeBackward {
     fn backward(
         &self,
         inputs: &[&Tensor],
-        _: &Tensor,
+        output: &Tensor,
         grad: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
+        self.backward_owned(inputs, output, grad.clone(), needs)
+    }
+
+    /// The output gradient's buffer itself, under the input's shape.
+    fn backward_owned(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        grad: Tensor,
         _: &[bool],
     ) -> Vec<Option<Tensor>> {
-        let g = grad
-            .clone()
-            .reshape(inputs[0].shape())
-            .expect("same element count");
+        let g = grad.reshape(inputs[0].shape()).expect("same element count");
         vec![Some(g)]
     }
 }
 
 impl<'a> Tape<'a> {
-    /// `x` viewed with a new shape.
+    /// `x` viewed with a new shape (`x` itself when the shape is unchanged,
+    /// e.g. flattening an input that is already flat: no copy, no node).
     ///
     /// **Panics** if the element count changes.
     pub fn reshape(&mut self, x: Var, shape: &[usize]) -> Var {
+        if self.value(x).shape() == shape {
+            return x;
+        }
         let y = self
             .value(x)
             .clone()
