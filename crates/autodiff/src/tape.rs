@@ -35,30 +35,20 @@ impl Var {
 /// Given the values of the inputs, the value of the output and the gradient of
 /// the final scalar with respect to the output, return the gradient with respect
 /// to each input (`None` where `needs[i]` is false or the input gets none).
+///
+/// The output gradient comes by value (the tape is done with it), so a rule
+/// may reuse its buffer for an input gradient instead of allocating and
+/// filling a new one: element-wise functions scale it in place, an addition
+/// passes it on, batchnorm writes `∂L/∂x` over it.
 pub trait Backward {
     /// Computes the input gradients (see the trait docs).
     fn backward(
         &self,
         inputs: &[&Tensor],
         output: &Tensor,
-        grad: &Tensor,
-        needs: &[bool],
-    ) -> Vec<Option<Tensor>>;
-
-    /// [`backward`](Backward::backward) given the output gradient by value,
-    /// which is how [`Tape::backward`] calls it: a rule may then reuse that
-    /// buffer for an input gradient instead of allocating and filling a new
-    /// one (element-wise functions scale it in place, an addition passes it
-    /// on). The default lends it to `backward`.
-    fn backward_owned(
-        &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
         grad: Tensor,
         needs: &[bool],
-    ) -> Vec<Option<Tensor>> {
-        self.backward(inputs, output, &grad, needs)
-    }
+    ) -> Vec<Option<Tensor>>;
 }
 
 /// One recorded value.
@@ -228,7 +218,7 @@ impl<'a> Tape<'a> {
                 .map(|&j| self.nodes[j].requires_grad)
                 .collect();
             let start = self.profile.as_ref().map(|_| Instant::now());
-            let in_grads = rule.backward_owned(&inputs, &node.value, grad, &needs);
+            let in_grads = rule.backward(&inputs, &node.value, grad, &needs);
             if let (Some(p), Some(start)) = (&mut self.profile, start) {
                 p.nodes[i].backward = start.elapsed();
             }

@@ -320,7 +320,7 @@ fn harness_catches_a_wrong_rule() {
             &self,
             _: &[&Tensor],
             _: &Tensor,
-            g: &Tensor,
+            g: Tensor,
             _: &[bool],
         ) -> Vec<Option<Tensor>> {
             vec![Some(g.scale(4.0))] // the derivative of 2x is 2, not 4

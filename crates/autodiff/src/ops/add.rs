@@ -9,24 +9,10 @@ use crate::{Backward, Tape, Var};
 struct AddBackward;
 
 impl Backward for AddBackward {
+    /// The last input that needs the gradient at the output's shape (e.g. a
+    /// residual connection's shortcut) takes the gradient's buffer itself;
+    /// others get a copy, or a sum over their broadcast axes.
     fn backward(
-        &self,
-        inputs: &[&Tensor],
-        _: &Tensor,
-        grad: &Tensor,
-        needs: &[bool],
-    ) -> Vec<Option<Tensor>> {
-        inputs
-            .iter()
-            .zip(needs)
-            .map(|(x, &need)| need.then(|| grad.sum_to_shape(x.shape())))
-            .collect()
-    }
-
-    /// As `backward`, but the last input that needs the gradient at the
-    /// output's shape (e.g. a residual connection's shortcut) takes the
-    /// gradient's buffer itself instead of a copy.
-    fn backward_owned(
         &self,
         inputs: &[&Tensor],
         _: &Tensor,

@@ -152,19 +152,9 @@ struct BatchNormBackward {
 }
 
 impl Backward for BatchNormBackward {
-    fn backward(
-        &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
-        grad: &Tensor,
-        needs: &[bool],
-    ) -> Vec<Option<Tensor>> {
-        self.backward_owned(inputs, output, grad.clone(), needs)
-    }
-
     /// `∂L/∂x` is written over the output gradient's buffer (each value is
     /// read once, right before its place is overwritten).
-    fn backward_owned(
+    fn backward(
         &self,
         inputs: &[&Tensor],
         _: &Tensor,

@@ -279,7 +279,7 @@ impl Backward for Conv2dBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
         let (w, g) = (inputs[1], &self.geom);

@@ -50,13 +50,7 @@ struct CrossEntropyBackward {
 }
 
 impl Backward for CrossEntropyBackward {
-    fn backward(
-        &self,
-        _: &[&Tensor],
-        _: &Tensor,
-        grad: &Tensor,
-        _: &[bool],
-    ) -> Vec<Option<Tensor>> {
+    fn backward(&self, _: &[&Tensor], _: &Tensor, grad: Tensor, _: &[bool]) -> Vec<Option<Tensor>> {
         let k = self.probs.dim(1);
         let scale = grad.item() / self.labels.len().max(1) as f32;
         let mut dz = self.probs.clone();

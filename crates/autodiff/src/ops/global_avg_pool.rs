@@ -18,10 +18,10 @@ impl Backward for GapBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         _: &[bool],
     ) -> Vec<Option<Tensor>> {
-        vec![Some(global_avg_pool_backward(grad, inputs[0].shape()))]
+        vec![Some(global_avg_pool_backward(&grad, inputs[0].shape()))]
     }
 }
 

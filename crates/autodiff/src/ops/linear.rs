@@ -25,13 +25,13 @@ impl Backward for LinearBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
         let (x, w) = (inputs[0], inputs[1]);
         let mut out = vec![
-            needs[0].then(|| matmul(grad, false, w, false)),
-            needs[1].then(|| matmul(grad, true, x, false)),
+            needs[0].then(|| matmul(&grad, false, w, false)),
+            needs[1].then(|| matmul(&grad, true, x, false)),
         ];
         if inputs.len() == 3 {
             out.push(needs[2].then(|| grad.sum_rows()));

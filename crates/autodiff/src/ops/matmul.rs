@@ -12,13 +12,13 @@ impl Backward for MatmulBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
         let (a, b) = (inputs[0], inputs[1]);
         vec![
-            needs[0].then(|| matmul(grad, false, b, true)),
-            needs[1].then(|| matmul(a, true, grad, false)),
+            needs[0].then(|| matmul(&grad, false, b, true)),
+            needs[1].then(|| matmul(a, true, &grad, false)),
         ]
     }
 }

@@ -24,14 +24,8 @@ struct MaxPoolBackward {
 }
 
 impl Backward for MaxPoolBackward {
-    fn backward(
-        &self,
-        _: &[&Tensor],
-        _: &Tensor,
-        grad: &Tensor,
-        _: &[bool],
-    ) -> Vec<Option<Tensor>> {
-        vec![Some(maxpool2d_backward(grad, &self.idx, &self.geom))]
+    fn backward(&self, _: &[&Tensor], _: &Tensor, grad: Tensor, _: &[bool]) -> Vec<Option<Tensor>> {
+        vec![Some(maxpool2d_backward(&grad, &self.idx, &self.geom))]
     }
 }
 

@@ -28,7 +28,7 @@ impl Backward for MseBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         _: &[bool],
     ) -> Vec<Option<Tensor>> {
         let k = 2.0 * grad.item() / inputs[0].len().max(1) as f32;

@@ -29,13 +29,13 @@ impl Backward for MulBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
         let (a, b) = (inputs[0], inputs[1]);
         vec![
-            needs[0].then(|| broadcast_mul(grad, b).sum_to_shape(a.shape())),
-            needs[1].then(|| broadcast_mul(grad, a).sum_to_shape(b.shape())),
+            needs[0].then(|| broadcast_mul(&grad, b).sum_to_shape(a.shape())),
+            needs[1].then(|| broadcast_mul(&grad, a).sum_to_shape(b.shape())),
         ]
     }
 }

@@ -8,18 +8,8 @@ use crate::{Backward, Tape, Var};
 struct ReshapeBackward;
 
 impl Backward for ReshapeBackward {
-    fn backward(
-        &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
-        grad: &Tensor,
-        needs: &[bool],
-    ) -> Vec<Option<Tensor>> {
-        self.backward_owned(inputs, output, grad.clone(), needs)
-    }
-
     /// The output gradient's buffer itself, under the input's shape.
-    fn backward_owned(
+    fn backward(
         &self,
         inputs: &[&Tensor],
         _: &Tensor,

@@ -7,13 +7,7 @@ use crate::{Backward, Tape, Var};
 struct ScaleBackward(f32);
 
 impl Backward for ScaleBackward {
-    fn backward(
-        &self,
-        _: &[&Tensor],
-        _: &Tensor,
-        grad: &Tensor,
-        _: &[bool],
-    ) -> Vec<Option<Tensor>> {
+    fn backward(&self, _: &[&Tensor], _: &Tensor, grad: Tensor, _: &[bool]) -> Vec<Option<Tensor>> {
         vec![Some(grad.scale(self.0))]
     }
 }

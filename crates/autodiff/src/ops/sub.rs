@@ -11,7 +11,7 @@ impl Backward for SubBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         needs: &[bool],
     ) -> Vec<Option<Tensor>> {
         let ga = needs[0].then(|| grad.sum_to_shape(inputs[0].shape()));

@@ -14,7 +14,7 @@ impl Backward for SumBackward {
         &self,
         inputs: &[&Tensor],
         _: &Tensor,
-        grad: &Tensor,
+        grad: Tensor,
         _: &[bool],
     ) -> Vec<Option<Tensor>> {
         vec![Some(Tensor::full(

@@ -24,18 +24,8 @@ pub fn forward<F: UnaryDerivative>(x: &Tensor) -> Tensor {
 struct UnaryBackward<F>(F);
 
 impl<F: UnaryDerivative> Backward for UnaryBackward<F> {
-    fn backward(
-        &self,
-        inputs: &[&Tensor],
-        output: &Tensor,
-        grad: &Tensor,
-        needs: &[bool],
-    ) -> Vec<Option<Tensor>> {
-        self.backward_owned(inputs, output, grad.clone(), needs)
-    }
-
     /// `dx = dy · f'(x)`, written over the output gradient's own buffer.
-    fn backward_owned(
+    fn backward(
         &self,
         inputs: &[&Tensor],
         output: &Tensor,
