@@ -10,9 +10,9 @@
 //! - `∂L/∂x_n = col2im(Wᵀ · G_n)`, the columns channel-major (`[C·k·k, P]`).
 
 use bregman_tensor::conv::{
-    col2im_image_channel_major, weight_from_tap_major, weight_to_tap_major,
+    col2im_image_channel_major, im2col_image_into, im2col_with, weight_from_tap_major,
+    weight_to_tap_major,
 };
-use bregman_tensor::conv::{im2col_image_into, im2col_with};
 use bregman_tensor::parallel::{init_default, zeroed_chunks};
 use bregman_tensor::{gemm, gemm_serial, ConvGeometry, Tensor};
 use rayon::prelude::*;
@@ -118,7 +118,7 @@ fn keeps_columns(g: &ConvGeometry) -> bool {
 /// the bias added while the image's block is still in cache. One pixel-major
 /// GEMM over all images followed by a transpose to NCHW was 50–110 ms slower
 /// per ResNet-18 step (the transpose, and a GEMM with only `OC` output
-/// columns) and even on the paper ConvNet (docs/BENCHMARKS.md).
+/// columns) and no faster on the paper ConvNet (docs/BENCHMARKS.md).
 fn forward_with_cols(
     x: &Tensor,
     w: &Tensor,
