@@ -507,7 +507,8 @@ mod tests {
     }
 
     /// `im2col_with` hands image `i` its own block of columns and its own
-    /// block of the output, on both paths, and builds the same columns.
+    /// block of the output, on both paths, and builds the same columns; and
+    /// `im2col_image_into` unfolds one image to the same block.
     #[test]
     fn im2col_with_hands_each_image_its_blocks() {
         let x = Tensor::from_fn(&[5, 2, 4, 3], |i| i as f32 * 0.5 - 7.0);
@@ -526,6 +527,13 @@ mod tests {
             });
             assert_eq!(cols, plain);
             assert_eq!(out, [0., 1., 1., 1., 2., 1., 3., 1., 4., 1.]);
+        }
+        // One image alone, into a buffer holding other values: the same block.
+        let img = 2 * 4 * 3;
+        let (mut hwc, mut one) = (vec![0.0; img], vec![9.0; per_image]);
+        for i in 0..5 {
+            im2col_image_into(&x.data()[i * img..][..img], &g, &mut hwc, &mut one);
+            assert_eq!(one, plain.data()[i * per_image..][..per_image]);
         }
     }
 
