@@ -368,20 +368,6 @@ pub fn col2im_image_channel_major(ct: &[f32], g: &ConvGeometry, xi: &mut [f32]) 
     }
 }
 
-/// `[N, P, C]` (pixel-major, the GEMM output) to `[N, C, P]` (NCHW with `P = H·W`).
-///
-/// **Panics** if `x.len() != n·p·c`.
-pub fn pixels_to_channels(x: &[f32], n: usize, p: usize, c: usize) -> Vec<f32> {
-    transpose_per_image(x, n, p, c)
-}
-
-/// `[N, C, P]` (NCHW) to `[N, P, C]` (pixel-major).
-///
-/// **Panics** if `x.len() != n·c·p`.
-pub fn channels_to_pixels(x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
-    transpose_per_image(x, n, c, p)
-}
-
 /// The weight `[OC, C, kh, kw]` (PyTorch's layout) permuted to `[OC, kh, kw, C]`,
 /// the column order of [`im2col`].
 ///
@@ -618,9 +604,10 @@ mod tests {
 
     #[test]
     fn transposes_round_trip() {
+        // Two [40, 3] matrices to [3, 40] and back (more than one 16×16 block).
         let x: Vec<f32> = (0..2 * 3 * 40).map(|v| v as f32).collect();
-        let t = pixels_to_channels(&x, 2, 40, 3);
-        assert_eq!(t[1], x[3]); // image 0, channel 0, pixel 1
-        assert_eq!(channels_to_pixels(&t, 2, 3, 40), x);
+        let t = transpose_per_image(&x, 2, 40, 3);
+        assert_eq!(t[1], x[3]); // image 0: row 0, column 1 of the result
+        assert_eq!(transpose_per_image(&t, 2, 3, 40), x);
     }
 }

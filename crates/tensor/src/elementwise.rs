@@ -112,31 +112,6 @@ impl Tensor {
         }
     }
 
-    /// Adds `bias[c]` to every element of channel `c` of an NCHW tensor, in place.
-    ///
-    /// **Panics** unless `self` is 4-D with `C = bias.len()`.
-    pub fn add_channel_bias_inplace(&mut self, bias: &Tensor) {
-        assert!(
-            self.ndim() == 4 && self.shape()[1] == bias.len() && bias.ndim() == 1,
-            "add_channel_bias: tensor {:?} and bias {:?}",
-            self.shape(),
-            bias.shape()
-        );
-        let plane = self.shape()[2] * self.shape()[3];
-        let c = bias.len();
-        let b = bias.data();
-        if plane == 0 {
-            return;
-        }
-        self.data_mut()
-            .par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(i, p)| {
-                let bc = b[i % c];
-                p.iter_mut().for_each(|y| *y += bc);
-            });
-    }
-
     /// General broadcasting sum (NumPy rules), used by the autodiff `add` op.
     ///
     /// **Panics** if the shapes cannot be broadcast together.

@@ -631,6 +631,37 @@ mod tests {
         assert_eq!(c.data(), &[26., 30., 38., 44.]);
     }
 
+    /// An empty inner dimension: the product is zero, so `C` is zeroed, or
+    /// left as it is when accumulating, by every entry point and backend.
+    #[test]
+    fn empty_inner_dimension_gives_zero_product() {
+        for backend in [Backend::MatrixMultiply, Backend::GemmCrate] {
+            for accumulate in [false, true] {
+                let mut c = vec![7.0f32; 4 * 40];
+                gemm_with(
+                    backend,
+                    4,
+                    0,
+                    40,
+                    &[],
+                    false,
+                    &[],
+                    false,
+                    &mut c,
+                    accumulate,
+                );
+                let want = if accumulate { 7.0 } else { 0.0 };
+                assert!(
+                    c.iter().all(|&v| v == want),
+                    "{backend:?} accumulate={accumulate}"
+                );
+            }
+        }
+        let mut c = vec![7.0f32; 4 * 40];
+        gemm_serial(4, 0, 40, &[], false, &[], true, &mut c, false);
+        assert!(c.iter().all(|&v| v == 0.0), "gemm_serial");
+    }
+
     #[test]
     fn split_does_not_change_bits() {
         for &(m, k, n) in &[(300, 517, 70), (64, 300, 400), (129, 1000, 33)] {

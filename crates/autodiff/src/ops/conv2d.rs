@@ -46,28 +46,26 @@ const PARALLEL_IMAGES: usize = 4;
 
 /// Builds an output of `n` blocks of `a_len` values, one per image: runs
 /// `f(serial, scratch, image's block of the output, image's part of b)` for
-/// every image. Each block is zero-filled by its task right before `f` (see
-/// [`zeroed_chunks`]), so the output is never swept by a separate zero-fill.
-fn per_image(
+/// every image, where `b` holds `n` parts of `b_len` values. Each block is
+/// zero-filled by its task right before `f` (see [`zeroed_chunks`]), so the
+/// output is never swept by a separate zero-fill; `scratch` is per-task
+/// working memory made by `init`, reused across the images a task handles
+/// (allocated once per rayon split, not once per image).
+fn per_image<S>(
     n: usize,
     a_len: usize,
     b: &[f32],
     b_len: usize,
-    scratch_len: usize,
-    f: impl Fn(bool, &mut [f32], &mut [f32], &[f32]) + Sync,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(bool, &mut S, &mut [f32], &[f32]) + Sync,
 ) -> Vec<f32> {
-    if b_len == 0 {
-        return vec![0.0; n * a_len];
-    }
-    // `scratch` is per-task working memory, reused across the images a task
-    // handles (allocated once per rayon split, not once per image).
     // Images in parallel, each with a serial GEMM, or one after another.
     let images_in_parallel = n >= PARALLEL_IMAGES;
     zeroed_chunks(
         n * a_len,
         a_len,
         images_in_parallel,
-        || vec![0.0f32; scratch_len],
+        init,
         |scratch, i, ai| f(images_in_parallel, scratch, ai, &b[i * b_len..][..b_len]),
     )
 }
@@ -139,8 +137,8 @@ fn forward_with_cols(
     let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
     let images_in_parallel = g.n >= PARALLEL_IMAGES;
     // `Y_n = W_tap · cols_nᵀ + b` into the image's (zeroed) output block.
-    let image_output = |cn: &[f32], yn: &mut [f32]| {
-        gemm_in(images_in_parallel, oc, pl, p, &w_tap, false, cn, true, yn);
+    let image_output = |serial: bool, cn: &[f32], yn: &mut [f32]| {
+        gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
         if let Some(b) = b {
             for (plane, &bo) in yn.chunks_exact_mut(p).zip(b.data()) {
                 plane.iter_mut().for_each(|v| *v += bo);
@@ -152,7 +150,7 @@ fn forward_with_cols(
         let mut y: Vec<f32> = Vec::with_capacity(y_len);
         let spare = &mut y.spare_capacity_mut()[..y_len];
         let cols = im2col_with(x, &g, images_in_parallel, spare, oc * p, |cn, yn| {
-            image_output(cn, init_default(yn))
+            image_output(images_in_parallel, cn, init_default(yn))
         });
         // SAFETY: `im2col_with` calls the closure once per image when the
         // blocks are non-empty, and the closure initialises the image's whole
@@ -160,16 +158,17 @@ fn forward_with_cols(
         unsafe { y.set_len(y_len) };
         (y, Some(cols))
     } else {
-        let (img, xd) = (g.c * g.h * g.w, x.data());
+        let img = g.c * g.h * g.w;
         let scratch = || (vec![0.0f32; img], vec![0.0f32; p * pl]);
-        let y = zeroed_chunks(
-            y_len,
+        let y = per_image(
+            g.n,
             oc * p,
-            images_in_parallel,
+            x.data(),
+            img,
             scratch,
-            |(hwc, cn), i, yn| {
-                im2col_image_into(&xd[i * img..][..img], &g, hwc, cn);
-                image_output(cn, yn);
+            |serial, (hwc, cn), yn, xn| {
+                im2col_image_into(xn, &g, hwc, cn);
+                image_output(serial, cn, yn);
             },
         );
         (y, None)
@@ -228,12 +227,18 @@ fn weight_grad_tap(
         return dw;
     }
     if let Some(cols) = cols {
-        let mut g_oc = vec![0.0f32; gd.len()];
-        g_oc.par_chunks_mut(n * p).enumerate().for_each(|(o, dst)| {
-            for (i, row) in dst.chunks_mut(p).enumerate() {
-                row.copy_from_slice(&gd[(i * oc + o) * p..][..p]);
-            }
-        });
+        // `G` regrouped to `[OC, N·P]`, one output channel per task.
+        let g_oc = zeroed_chunks(
+            gd.len(),
+            n * p,
+            true,
+            || (),
+            |_, o, dst| {
+                for (i, row) in dst.chunks_mut(p).enumerate() {
+                    row.copy_from_slice(&gd[(i * oc + o) * p..][..p]);
+                }
+            },
+        );
         gemm(
             oc,
             n * p,
@@ -292,7 +297,7 @@ impl Backward for Conv2dBackward {
                 img,
                 grad.data(),
                 oc * p,
-                p * pl,
+                || vec![0.0f32; p * pl],
                 |serial, dcols, dxn, gn| {
                     // The GEMM overwrites all of `dcols` (no accumulation), so reuse is safe.
                     gemm_in(serial, pl, oc, p, w.data(), true, gn, false, dcols);
