@@ -48,6 +48,7 @@ fn bench_gemm(c: &mut Criterion) {
         for (fname, backend) in [
             ("matrixmultiply", Backend::MatrixMultiply),
             ("gemm_crate", Backend::GemmCrate),
+            ("packed", Backend::Packed),
         ] {
             group.bench_function(BenchmarkId::new(fname, &id), |bch| {
                 bch.iter(|| {

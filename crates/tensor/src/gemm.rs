@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use crate::gemm_profile::{forced, CallTimer};
+use crate::packed::{self, Isa, Operand};
 use crate::Tensor;
 
 /// Work (in multiply-adds) below which a product is not split across threads.
@@ -146,6 +147,7 @@ pub fn gemm_serial(
     match backend {
         Backend::MatrixMultiply => gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, 1),
         Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, false),
+        Backend::Packed => gemm_packed(m, k, n, a, trans_a, b, trans_b, c, accumulate, 1),
     }
 }
 
@@ -158,6 +160,11 @@ pub enum Backend {
     MatrixMultiply,
     /// The `gemm` crate with its own rayon parallelism.
     GemmCrate,
+    /// The engine's own packed GEMM ([`crate::packed`]): AVX-512, AVX2 or
+    /// portable micro-kernels chosen from the CPU's features, the output split
+    /// into one block per thread. Same bits for any split, thread count and
+    /// micro-kernel.
+    Packed,
 }
 
 impl Backend {
@@ -169,7 +176,13 @@ impl Backend {
     /// for small ones (`128×64·64×256`), while matrixmultiply is ahead by
     /// 5–10% on the tall input-gradient products (`1600×64·64×64`,
     /// `2304×256·256×64`).
+    ///
+    /// On CPUs with AVX-512F every product goes to [`Backend::Packed`] (see
+    /// [`Backend::for_shape`]).
     pub fn for_serial_shape(m: usize, k: usize, n: usize) -> Backend {
+        if Isa::detect() == Isa::Avx512 {
+            return Backend::Packed;
+        }
         if m >= 512 && k.min(n) >= 64 {
             Backend::MatrixMultiply
         } else {
@@ -177,23 +190,34 @@ impl Backend {
         }
     }
 
-    /// The backend [`gemm()`] uses for an `m×k · k×n` product, chosen by
-    /// per-shape timings of every call inside the training steps of the MLP,
-    /// the paper ConvNet and ResNet-18, with either backend forced
-    /// (docs/BENCHMARKS.md). The `gemm` crate is faster on almost every shape
-    /// there, by up to 1.8× (the ResNet forward `131072×576·576×64`).
-    /// matrixmultiply wins in two cases:
+    /// The backend [`gemm()`] uses for an `m×k · k×n` product: a rule written
+    /// from the CPU's features and the shape, never from timings taken at run
+    /// time, so the same machine always makes the same choice.
+    ///
+    /// **AVX-512F** (Intel server cores, AMD Zen 4 and later): the engine's
+    /// own [`Backend::Packed`] for every shape. Measured on an Intel Xeon
+    /// (Sapphire/Emerald Rapids, two 512-bit FMA units per core) in
+    /// docs/BENCHMARKS.md, where its 12×32 micro-kernel runs at or above
+    /// both other backends on the shapes of the three models.
+    ///
+    /// **Otherwise** (AVX2 machines), the rule measured on an AMD EPYC Zen 4
+    /// with the `gemm` crate's AVX2 kernels, from per-shape timings of every
+    /// call inside the training steps: the `gemm` crate is faster on almost
+    /// every shape there, by up to 1.8× (the ResNet forward
+    /// `131072×576·576×64`). matrixmultiply wins in two cases:
     ///
     /// - very short outputs with a long `k` or wide `n`, `64·m < max(k, n)`:
     ///   the first ResNet stage's weight gradient `64×131072·131072×576`
     ///   (~10%) and the ConvNet's second conv weight gradient
-    ///   `64×8192·8192×1600` (11.0 vs 12.8 ms inside the step; the bound was
-    ///   `128·m` until that shape was re-timed);
+    ///   `64×8192·8192×1600` (11.0 vs 12.8 ms inside the step);
     /// - `A` read transposed with `m ≥ 64`: the dense-layer weight gradient
     ///   `Gᵀ·X`, e.g. `200×128·128×784` (1.1–1.7×).
     ///
-    /// The choice depends on the shape only, never on the thread count.
+    /// The choice never depends on the thread count.
     pub fn for_shape(m: usize, k: usize, n: usize, trans_a: bool) -> Backend {
+        if Isa::detect() == Isa::Avx512 {
+            return Backend::Packed;
+        }
         if trans_a && m >= 64 {
             return Backend::MatrixMultiply;
         }
@@ -227,7 +251,53 @@ pub fn gemm_with(
             gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, blocks);
         }
         Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, true),
+        Backend::Packed => {
+            let blocks = default_blocks(m, k, n);
+            gemm_packed(m, k, n, a, trans_a, b, trans_b, c, accumulate, blocks);
+        }
     }
+}
+
+/// The packed GEMM on this CPU's best micro-kernel, in `blocks` rayon tasks.
+#[allow(clippy::too_many_arguments)]
+fn gemm_packed(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+    blocks: usize,
+) {
+    let Strides { rsa, csa, rsb, csb } = Strides::checked(m, k, n, a, trans_a, b, trans_b, c);
+    let oa = Operand {
+        ptr: a.as_ptr(),
+        rs: rsa,
+        cs: csa,
+    };
+    let ob = Operand {
+        ptr: b.as_ptr(),
+        rs: rsb,
+        cs: csb,
+    };
+    // SAFETY: `Strides::checked` bounds every index; `c` is borrowed mutably.
+    unsafe {
+        packed::sgemm(
+            Isa::detect(),
+            m,
+            k,
+            n,
+            oa,
+            ob,
+            c.as_mut_ptr(),
+            n,
+            accumulate,
+            blocks,
+        )
+    };
 }
 
 #[allow(clippy::too_many_arguments)]

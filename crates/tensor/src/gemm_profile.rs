@@ -64,6 +64,7 @@ pub fn force_backend(backend: Option<Backend>) {
         None => 0,
         Some(Backend::MatrixMultiply) => 1,
         Some(Backend::GemmCrate) => 2,
+        Some(Backend::Packed) => 3,
     };
     FORCED.store(code, Ordering::Relaxed);
 }
@@ -73,6 +74,7 @@ pub(crate) fn forced() -> Option<Backend> {
     match FORCED.load(Ordering::Relaxed) {
         1 => Some(Backend::MatrixMultiply),
         2 => Some(Backend::GemmCrate),
+        3 => Some(Backend::Packed),
         _ => None,
     }
 }

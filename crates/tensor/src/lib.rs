@@ -28,6 +28,7 @@ pub mod elementwise;
 mod error;
 pub mod gemm;
 pub mod gemm_profile;
+pub mod packed;
 pub mod parallel;
 pub mod pool;
 pub mod reduce;

@@ -74,6 +74,36 @@ fn run_all() -> Vec<Vec<f32>> {
         &mut c5,
         false,
     );
+    // The packed GEMM, split into one block per thread (so the split itself
+    // changes with the thread count), with a tall A read in place.
+    let mut c6 = vec![0.0; m * n];
+    gemm_with(
+        Backend::Packed,
+        m,
+        k,
+        n,
+        &a,
+        false,
+        &b,
+        true,
+        &mut c6,
+        false,
+    );
+    let tall = values(3000 * 70, 8);
+    let mut c7 = vec![0.0; 3000 * 40];
+    let b7 = values(70 * 40, 9);
+    gemm_with(
+        Backend::Packed,
+        3000,
+        70,
+        40,
+        &tall,
+        false,
+        &b7,
+        false,
+        &mut c7,
+        false,
+    );
     let x = Tensor::from_vec(&[4, 3, 30, 30], values(4 * 3 * 900, 5)).unwrap();
     let g = ConvGeometry::new(x.shape(), 3, 3, 2, 1).unwrap();
     let cols = im2col(&x, &g);
@@ -87,6 +117,8 @@ fn run_all() -> Vec<Vec<f32>> {
         c3,
         c4,
         c5,
+        c6,
+        c7,
         cols.into_vec(),
         back.into_vec(),
         pooled.into_vec(),

@@ -503,7 +503,7 @@ impl Run {
     /// a fraction `target^(k/rounds)` after round `k`, and fix the rest at zero.
     fn prune_after(&mut self, epoch: usize) {
         let phase = prune_phase(&self.cfg);
-        if epoch % phase != 0 || epoch / phase > self.cfg.prune_rounds {
+        if !epoch.is_multiple_of(phase) || epoch / phase > self.cfg.prune_rounds {
             return;
         }
         let k = epoch / phase;
