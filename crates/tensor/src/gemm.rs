@@ -177,34 +177,26 @@ impl Backend {
     /// 5–10% on the tall input-gradient products (`1600×64·64×64`,
     /// `2304×256·256×64`).
     ///
-    /// On CPUs with AVX-512F every product goes to [`Backend::Packed`] (see
-    /// [`Backend::for_shape`]).
+    /// On CPUs with AVX-512F, [`Backend::Packed`] takes matrixmultiply's
+    /// place (see [`Backend::for_shape`]).
     pub fn for_serial_shape(m: usize, k: usize, n: usize) -> Backend {
-        if Isa::detect() == Isa::Avx512 {
-            return Backend::Packed;
-        }
-        if m >= 512 && k.min(n) >= 64 {
+        let choice = if m >= 512 && k.min(n) >= 64 {
             Backend::MatrixMultiply
         } else {
             Backend::GemmCrate
-        }
+        };
+        choice.on_this_cpu()
     }
 
     /// The backend [`gemm()`] uses for an `m×k · k×n` product: a rule written
-    /// from the CPU's features and the shape, never from timings taken at run
-    /// time, so the same machine always makes the same choice.
+    /// from the shape and the CPU's features, never from timings taken at run
+    /// time, so the same machine always makes the same choice, for any
+    /// thread count.
     ///
-    /// **AVX-512F** (Intel server cores, AMD Zen 4 and later): the engine's
-    /// own [`Backend::Packed`] for every shape. Measured on an Intel Xeon
-    /// (Sapphire/Emerald Rapids, two 512-bit FMA units per core) in
-    /// docs/BENCHMARKS.md, where its 12×32 micro-kernel runs at or above
-    /// both other backends on the shapes of the three models.
-    ///
-    /// **Otherwise** (AVX2 machines), the rule measured on an AMD EPYC Zen 4
-    /// with the `gemm` crate's AVX2 kernels, from per-shape timings of every
-    /// call inside the training steps: the `gemm` crate is faster on almost
-    /// every shape there, by up to 1.8× (the ResNet forward
-    /// `131072×576·576×64`). matrixmultiply wins in two cases:
+    /// The shape rule was measured on an AMD EPYC (Zen 4), from per-shape
+    /// timings of every call inside the training steps: the `gemm` crate is
+    /// faster on almost every shape, by up to 1.8× (the ResNet forward
+    /// `131072×576·576×64`). matrixmultiply won in two cases:
     ///
     /// - very short outputs with a long `k` or wide `n`, `64·m < max(k, n)`:
     ///   the first ResNet stage's weight gradient `64×131072·131072×576`
@@ -213,18 +205,27 @@ impl Backend {
     /// - `A` read transposed with `m ≥ 64`: the dense-layer weight gradient
     ///   `Gᵀ·X`, e.g. `200×128·128×784` (1.1–1.7×).
     ///
-    /// The choice never depends on the thread count.
+    /// On CPUs with AVX-512F the engine's own [`Backend::Packed`] serves those
+    /// shapes instead of matrixmultiply: measured on an Intel Xeon (Emerald
+    /// Rapids, two 512-bit FMA units per core; docs/BENCHMARKS.md) it is at or
+    /// above matrixmultiply on every shape of `benches/gemm.rs` (the short
+    /// outputs `64×1600×8192` and `64×8192×1600`: 111–162 and 106–146 against
+    /// 112 and 103 GFLOP/s), while the `gemm` crate, with its AVX-512 kernels
+    /// (`x86-v4`), stays ahead on the square and MLP shapes.
     pub fn for_shape(m: usize, k: usize, n: usize, trans_a: bool) -> Backend {
-        if Isa::detect() == Isa::Avx512 {
-            return Backend::Packed;
-        }
-        if trans_a && m >= 64 {
-            return Backend::MatrixMultiply;
-        }
-        if m.saturating_mul(64) < n.max(k) {
+        let choice = if (trans_a && m >= 64) || m.saturating_mul(64) < n.max(k) {
             Backend::MatrixMultiply
         } else {
             Backend::GemmCrate
+        };
+        choice.on_this_cpu()
+    }
+
+    /// `Packed` in place of `MatrixMultiply` on CPUs with AVX-512F.
+    fn on_this_cpu(self) -> Backend {
+        match self {
+            Backend::MatrixMultiply if Isa::detect() == Isa::Avx512 => Backend::Packed,
+            other => other,
         }
     }
 }

@@ -321,10 +321,15 @@ unsafe fn serial<K: MicroKernel>(
             edge_a,
             edge_b,
         } = &mut *guard;
-        for jc in (0..n).step_by(K::NC) {
-            let nc = K::NC.min(n - jc);
-            for pc in (0..k).step_by(K::KC) {
-                let kc = K::KC.min(k - pc);
+        // Equal slices (784 = 4 × 196, not 3 × 256 + 16), whole tiles along
+        // m and n; the bits do not depend on them.
+        let nc_step = even(n, K::NC).next_multiple_of(K::NR);
+        let mc_step = even(m, K::MC).next_multiple_of(K::MR);
+        let kc_step = even(k, K::KC);
+        for jc in (0..n).step_by(nc_step) {
+            let nc = nc_step.min(n - jc);
+            for pc in (0..k).step_by(kc_step) {
+                let kc = kc_step.min(k - pc);
                 let b_blk = b.at(pc, jc);
                 // In place, only the last panel is packed if it is cut short.
                 let bp = if direct_b {
@@ -334,8 +339,8 @@ unsafe fn serial<K: MicroKernel>(
                     pack::pack_b(bbuf, b_blk, kc, nc, K::NR)
                 };
                 let load = accumulate || pc > 0;
-                for ic in (0..m).step_by(K::MC) {
-                    let mc = K::MC.min(m - ic);
+                for ic in (0..m).step_by(mc_step) {
+                    let mc = mc_step.min(m - ic);
                     let a_blk = a.at(ic, pc);
                     let last = mc / K::MR * K::MR;
                     let ap = if direct_a {
@@ -371,6 +376,12 @@ unsafe fn serial<K: MicroKernel>(
             }
         }
     });
+}
+
+/// The step that cuts `len` into the fewest slices of at most `max`, all of
+/// (nearly) equal length.
+fn even(len: usize, max: usize) -> usize {
+    len.div_ceil(len.div_ceil(max).max(1)).max(1)
 }
 
 /// Where a tile reads its `MR` rows of `A`.
