@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Models: `mlp`, `convnet` (default), `resnet18`. `--backend` forces one GEMM
-//! kernel for every call (`matrixmultiply` or `gemm`; default: the engine's
+//! kernel for every call (`matrixmultiply`, `gemm` or `packed`; default: the engine's
 //! per-shape choice), to compare the two shape by shape. Timings are wall
 //! clock: on a noisy machine, repeat and compare the best runs.
 
@@ -43,7 +43,8 @@ fn main() {
         None | Some("auto") => None,
         Some("matrixmultiply") => Some(Backend::MatrixMultiply),
         Some("gemm") => Some(Backend::GemmCrate),
-        Some(other) => panic!("--backend {other}: expected auto, matrixmultiply or gemm"),
+        Some("packed") => Some(Backend::Packed),
+        Some(other) => panic!("--backend {other}: expected auto, matrixmultiply, gemm or packed"),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (model, input): (Sequential, Vec<usize>) = match model_name.as_str() {

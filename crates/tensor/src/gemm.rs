@@ -4,13 +4,14 @@
 //! read transposed *without copying*: a transposed operand is the same row-major
 //! buffer read with swapped strides, handed to `matrixmultiply::sgemm`.
 //!
-//! Two pure-Rust kernels sit behind it (see [`Backend`]); [`Backend::for_shape`]
-//! picks one per shape. With matrixmultiply, the output is split into blocks of
-//! rows (or of columns, whichever dimension is larger) and each block is one
-//! single-threaded `sgemm` call on a rayon worker. `sgemm` accumulates every `C[i][j]` over `k` in an order that
-//! depends only on `K` (its `k`-blocking), never on where the `M`/`N` split falls,
-//! so the result is bitwise the same for any split and any thread count; the test
-//! `split_does_not_change_bits` checks this.
+//! Three pure-Rust kernels sit behind it (see [`Backend`]); [`Backend::for_shape`]
+//! picks one from the shape and the CPU's features. With matrixmultiply and the
+//! engine's own packed GEMM ([`crate::packed`]), the output is split into blocks
+//! of rows (or of columns, whichever has more micro-tiles) and each block is one
+//! single-threaded call on a rayon worker. Both accumulate every `C[i][j]` over
+//! `k` in an order that depends only on `K`, never on where the `M`/`N` split
+//! falls, so the result is bitwise the same for any split and any thread count;
+//! the test `split_does_not_change_bits` checks this for both.
 
 use rayon::prelude::*;
 
@@ -49,27 +50,31 @@ struct Block {
 }
 
 /// Splits the `m×n` output `c` (row-major, row stride `n`) into at most
-/// `blocks` blocks of whole rows (when `m ≥ n`) or whole columns, each a
-/// multiple of [`ALIGN`] long, and runs `kernel` on every block — on rayon
-/// tasks when there is more than one. `A` is given with its row stride and
-/// `B` with its column stride, to offset them to a block's rows or columns.
-/// The blocks depend on the shape and `blocks` only, never on the thread count.
+/// `blocks` blocks of whole rows or whole columns, and runs `kernel` on every
+/// block — on rayon tasks when there is more than one. Blocks are whole
+/// `tile = (rows, columns)` micro-tiles of the kernel; the output is split
+/// along the dimension with more tiles (`m ≥ n` for square tiles). `A` is
+/// given with its row stride and `B` with its column stride, to offset them to
+/// a block's rows or columns. The blocks depend on the shape, `tile` and
+/// `blocks` only.
+#[allow(clippy::too_many_arguments)]
 fn for_each_block(
     m: usize,
     n: usize,
     blocks: usize,
+    (tile_m, tile_n): (usize, usize),
     (a, rsa): (*const f32, isize),
     (b, csb): (*const f32, isize),
     c: &mut [f32],
     kernel: impl Fn(Block) + Sync,
 ) {
-    let split_rows = m >= n;
-    let dim = if split_rows { m } else { n };
+    let split_rows = m * tile_n >= n * tile_m;
+    let (dim, tile) = if split_rows { (m, tile_m) } else { (n, tile_n) };
     if dim == 0 {
         return;
     }
-    let blocks = blocks.clamp(1, dim.div_ceil(ALIGN).max(1));
-    let size = dim.div_ceil(blocks).div_ceil(ALIGN) * ALIGN;
+    let blocks = blocks.clamp(1, dim.div_ceil(tile).max(1));
+    let size = dim.div_ceil(blocks).div_ceil(tile) * tile;
     let (ap, bp, cp) = (a as usize, b as usize, SendPtr(c.as_mut_ptr()));
     let run = |start: usize| {
         let len = size.min(dim - start);
@@ -94,11 +99,9 @@ fn for_each_block(
             }
         })
     };
-    let starts: Vec<usize> = (0..dim).step_by(size).collect();
-    if starts.len() == 1 {
-        run(0);
-    } else {
-        starts.into_par_iter().for_each(run);
+    match dim.div_ceil(size) {
+        1 => run(0),
+        count => (0..count).into_par_iter().for_each(|i| run(i * size)),
     }
 }
 
@@ -151,7 +154,7 @@ pub fn gemm_serial(
     }
 }
 
-/// The GEMM kernels the engine can call. Both are pure Rust, dispatch SIMD at
+/// The GEMM kernels the engine can call. All are pure Rust, dispatch SIMD at
 /// run time, and give bitwise the same result for any thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -259,7 +262,8 @@ pub fn gemm_with(
     }
 }
 
-/// The packed GEMM on this CPU's best micro-kernel, in `blocks` rayon tasks.
+/// The packed GEMM on this CPU's best micro-kernel, the output split into
+/// `blocks` blocks of whole micro-tiles (the bits do not depend on the split).
 #[allow(clippy::too_many_arguments)]
 fn gemm_packed(
     m: usize,
@@ -273,32 +277,63 @@ fn gemm_packed(
     accumulate: bool,
     blocks: usize,
 ) {
+    gemm_packed_on(
+        Isa::detect(),
+        m,
+        k,
+        n,
+        a,
+        trans_a,
+        b,
+        trans_b,
+        c,
+        accumulate,
+        blocks,
+    );
+}
+
+/// [`gemm_packed`] with the micro-kernel `isa` (which must run on this CPU).
+#[allow(clippy::too_many_arguments)]
+fn gemm_packed_on(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+    blocks: usize,
+) {
     let Strides { rsa, csa, rsb, csb } = Strides::checked(m, k, n, a, trans_a, b, trans_b, c);
-    let oa = Operand {
-        ptr: a.as_ptr(),
-        rs: rsa,
-        cs: csa,
-    };
-    let ob = Operand {
-        ptr: b.as_ptr(),
-        rs: rsb,
-        cs: csb,
-    };
-    // SAFETY: `Strides::checked` bounds every index; `c` is borrowed mutably.
-    unsafe {
-        packed::sgemm(
-            Isa::detect(),
-            m,
-            k,
-            n,
-            oa,
-            ob,
-            c.as_mut_ptr(),
-            n,
-            accumulate,
-            blocks,
-        )
-    };
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    // SAFETY: `Strides::checked` bounds every index of the whole product;
+    // `for_each_block` hands each call its own rows (or columns) of C; the
+    // caller picked an `isa` this CPU runs.
+    for_each_block(
+        m,
+        n,
+        blocks,
+        isa.tile(),
+        (ap, rsa),
+        (bp, csb),
+        c,
+        |blk| unsafe {
+            let a = Operand {
+                ptr: blk.a,
+                rs: rsa,
+                cs: csa,
+            };
+            let b = Operand {
+                ptr: blk.b,
+                rs: rsb,
+                cs: csb,
+            };
+            packed::sgemm(isa, blk.m, k, blk.n, a, b, blk.c, n, accumulate);
+        },
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -328,21 +363,30 @@ fn gemm_crate(
         // 0.79–0.93 → 0.75–0.84 ms in six interleaved criterion pairs).
         // SAFETY: `Strides::checked` bounds every index of the whole product;
         // `for_each_block` hands each call its own rows (or columns) of C.
-        for_each_block(m, n, 2, (ap, rsa), (bp, csb), c, |blk| unsafe {
-            crate_gemm(
-                blk.m,
-                k,
-                blk.n,
-                blk.a,
-                (rsa, csa),
-                blk.b,
-                (rsb, csb),
-                blk.c,
-                n,
-                accumulate,
-                false,
-            );
-        });
+        for_each_block(
+            m,
+            n,
+            2,
+            (ALIGN, ALIGN),
+            (ap, rsa),
+            (bp, csb),
+            c,
+            |blk| unsafe {
+                crate_gemm(
+                    blk.m,
+                    k,
+                    blk.n,
+                    blk.a,
+                    (rsa, csa),
+                    blk.b,
+                    (rsb, csb),
+                    blk.c,
+                    n,
+                    accumulate,
+                    false,
+                );
+            },
+        );
         return;
     }
     let threads = parallel && macs >= MIN_MACS_PER_BLOCK && rayon::current_num_threads() > 1;
@@ -515,11 +559,20 @@ pub fn gemm_blocks(
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
     // SAFETY: `Strides::checked` bounds every index of the whole product;
     // `for_each_block` hands each call its own rows (or columns) of C.
-    for_each_block(m, n, blocks, (ap, rsa), (bp, csb), c, |blk| unsafe {
-        matrixmultiply::sgemm(
-            blk.m, k, blk.n, 1.0, blk.a, rsa, csa, blk.b, rsb, csb, beta, blk.c, n as isize, 1,
-        );
-    });
+    for_each_block(
+        m,
+        n,
+        blocks,
+        (ALIGN, ALIGN),
+        (ap, rsa),
+        (bp, csb),
+        c,
+        |blk| unsafe {
+            matrixmultiply::sgemm(
+                blk.m, k, blk.n, 1.0, blk.a, rsa, csa, blk.b, rsb, csb, beta, blk.c, n as isize, 1,
+            );
+        },
+    );
 }
 
 /// Matrix product of 2-D tensors: `op(a) · op(b)`, `op` transposing when asked.
@@ -603,6 +656,7 @@ fn matmul_dims(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> (usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::pseudo;
 
     fn naive(m: usize, k: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
         let mut c = vec![0.0f32; m * n];
@@ -618,18 +672,6 @@ mod tests {
             }
         }
         c
-    }
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
     }
 
     #[test]
@@ -740,10 +782,44 @@ mod tests {
             let b = pseudo(k * n, 4);
             let mut reference = vec![0.0; m * n];
             gemm_blocks(m, k, n, &a, false, &b, true, &mut reference, false, 1);
+            let mut packed_ref = vec![0.0; m * n];
+            gemm_packed(m, k, n, &a, false, &b, true, &mut packed_ref, false, 1);
             for blocks in [2, 3, 5, 8] {
                 let mut c = vec![0.0; m * n];
                 gemm_blocks(m, k, n, &a, false, &b, true, &mut c, false, blocks);
                 assert!(c == reference, "({m},{k},{n}) with {blocks} blocks differs");
+                let mut c = vec![0.0; m * n];
+                gemm_packed(m, k, n, &a, false, &b, true, &mut c, false, blocks);
+                assert!(
+                    c == packed_ref,
+                    "packed ({m},{k},{n}) with {blocks} blocks differs"
+                );
+            }
+        }
+    }
+
+    /// The packed GEMM split into 2, 3 or 5 blocks gives the bits of one
+    /// block (itself checked against the definition in `packed::tests`), for
+    /// every micro-kernel this CPU runs, every transposition, with and without
+    /// accumulation, on shapes split by rows and by columns.
+    #[test]
+    fn packed_split_does_not_change_bits_on_any_kernel() {
+        for &(m, k, n) in &[(37, 300, 45), (70, 517, 90), (5, 600, 200), (130, 20, 70)] {
+            let a = pseudo(m * k, 1);
+            let b = pseudo(k * n, 2);
+            for isa in Isa::available() {
+                for (ta, tb, acc) in (0..8).map(|i| (i & 1 == 1, i & 2 == 2, i & 4 == 4)) {
+                    let mut one = pseudo(m * n, 3);
+                    gemm_packed_on(isa, m, k, n, &a, ta, &b, tb, &mut one, acc, 1);
+                    for blocks in [2, 3, 5] {
+                        let mut c = pseudo(m * n, 3);
+                        gemm_packed_on(isa, m, k, n, &a, ta, &b, tb, &mut c, acc, blocks);
+                        assert!(
+                            c == one,
+                            "{isa:?} ({m},{k},{n}) ta={ta} tb={tb} acc={acc} blocks={blocks}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -3,8 +3,8 @@
 //! (`cargo run --release --example profile_step`).
 //!
 //! Both are off by default and cost one relaxed atomic load per call when off.
-//! Forcing a backend changes the rounding of the results (the two kernels sum
-//! in different orders), so it is for measurements, not for training runs.
+//! Forcing a backend changes the rounding of the results (the kernels sum in
+//! different orders), so it is for measurements, not for training runs.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;

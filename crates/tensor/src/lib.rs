@@ -33,6 +33,8 @@ pub mod parallel;
 pub mod pool;
 pub mod reduce;
 mod tensor;
+#[cfg(test)]
+mod test_support;
 
 pub use conv::{col2im, im2col, ConvGeometry};
 pub use error::TensorError;

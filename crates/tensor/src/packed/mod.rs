@@ -39,10 +39,10 @@ mod simd_kernel;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
-/// Largest micro-tile (`MR·NR`) of any kernel: the size of the edge-tile buffer.
-const MAX_TILE: usize = 12 * 32;
+/// Largest `MR` and `NR` of any kernel (the AVX-512 tile): the sizes of the
+/// edge-tile buffer and of the packing routines' pointer arrays.
+const MAX_MR: usize = 12;
+const MAX_NR: usize = 32;
 
 /// An `m×k` (or `k×n`) operand: a pointer and its row and column strides.
 #[derive(Clone, Copy)]
@@ -61,6 +61,15 @@ unsafe impl Send for Operand {}
 unsafe impl Sync for Operand {}
 
 impl Operand {
+    /// The same elements read as the transposed matrix.
+    fn transposed(self) -> Operand {
+        Operand {
+            ptr: self.ptr,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
     /// The operand starting `rows` rows and `cols` columns further in.
     fn at(self, rows: usize, cols: usize) -> Operand {
         let off = rows as isize * self.rs + cols as isize * self.cs;
@@ -124,6 +133,9 @@ trait MicroKernel {
 /// when one of its strides is 1, `B` when its rows are contiguous. Not `B` for
 /// more rows: each row tile then re-reads `B` strided from L3 instead of
 /// packed from L2 (`64×8192·8192×1600` fell from 75 to 35 GFLOP/s at 6 tiles).
+/// Both figures: Intel Xeon (Emerald Rapids), a throwaway timing loop, this
+/// constant changed by hand; `RAYON_NUM_THREADS=1 cargo bench --bench gemm --
+/// packed` times the chosen setting.
 const DIRECT_MAX_TILES: (usize, usize) = (4, 1);
 
 /// The instruction set the micro-kernel is written for.
@@ -157,6 +169,18 @@ impl Isa {
         })
     }
 
+    /// The micro-tile `(MR, NR)` of this kernel.
+    pub fn tile(self) -> (usize, usize) {
+        fn of<K: MicroKernel>() -> (usize, usize) {
+            (K::MR, K::NR)
+        }
+        match self {
+            Isa::Avx512 => of::<avx512::Kernel>(),
+            Isa::Avx2 => of::<avx2::Kernel>(),
+            Isa::Portable => of::<portable::Kernel>(),
+        }
+    }
+
     /// Every kernel this CPU can run (the tests compare them).
     pub fn available() -> Vec<Isa> {
         let best = Isa::detect();
@@ -187,7 +211,8 @@ thread_local! {
 }
 
 /// `C[m×n] (row stride ldc) ← op(A)·op(B)`, or `+=` when `accumulate`, with the
-/// kernel `isa`; split into `blocks` row or column blocks run as rayon tasks.
+/// kernel `isa`, on the calling thread (`crate::gemm` splits the output across
+/// threads into blocks of whole [`Isa::tile`]s).
 ///
 /// # Safety
 /// `a` and `b` address `m×k` and `k×n` elements inside their buffers, `c`
@@ -204,90 +229,18 @@ pub(crate) unsafe fn sgemm(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
-    blocks: usize,
 ) {
     // SAFETY: forwarded contract.
     unsafe {
         match isa {
-            Isa::Avx512 => split::<avx512::Kernel>(m, k, n, a, b, c, ldc, accumulate, blocks),
-            Isa::Avx2 => split::<avx2::Kernel>(m, k, n, a, b, c, ldc, accumulate, blocks),
-            Isa::Portable => split::<portable::Kernel>(m, k, n, a, b, c, ldc, accumulate, blocks),
+            Isa::Avx512 => serial::<avx512::Kernel>(m, k, n, a, b, c, ldc, accumulate),
+            Isa::Avx2 => serial::<avx2::Kernel>(m, k, n, a, b, c, ldc, accumulate),
+            Isa::Portable => serial::<portable::Kernel>(m, k, n, a, b, c, ldc, accumulate),
         }
     }
 }
 
-/// A `*mut f32` that may cross to a rayon task (each task writes its own block).
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: see `split`; blocks are disjoint.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn add(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
-/// Splits the output into `blocks` blocks of whole rows (when there are more
-/// row tiles than column tiles) or whole columns, each a multiple of the tile,
-/// and runs them as rayon tasks. The bits do not depend on the split.
-#[allow(clippy::too_many_arguments)]
-unsafe fn split<K: MicroKernel>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: Operand,
-    b: Operand,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    blocks: usize,
-) {
-    let by_rows = m.div_ceil(K::MR) >= n.div_ceil(K::NR);
-    let (dim, tile) = if by_rows { (m, K::MR) } else { (n, K::NR) };
-    let tiles = dim.div_ceil(tile);
-    let blocks = blocks.clamp(1, tiles.max(1));
-    if blocks == 1 {
-        // SAFETY: forwarded contract.
-        unsafe { serial::<K>(m, k, n, a, b, c, ldc, accumulate) };
-        return;
-    }
-    let size = tiles.div_ceil(blocks) * tile;
-    let out = OutPtr(c);
-    (0..dim.div_ceil(size)).into_par_iter().for_each(|blk| {
-        let start = blk * size;
-        let len = size.min(dim - start);
-        // SAFETY: each block is its own rows (or columns) of C, inside it.
-        unsafe {
-            if by_rows {
-                serial::<K>(
-                    len,
-                    k,
-                    n,
-                    a.at(start, 0),
-                    b,
-                    out.add(start * ldc),
-                    ldc,
-                    accumulate,
-                );
-            } else {
-                serial::<K>(
-                    m,
-                    k,
-                    len,
-                    a,
-                    b.at(0, start),
-                    out.add(start),
-                    ldc,
-                    accumulate,
-                );
-            }
-        }
-    });
-}
-
-/// One block on the calling thread: the loop nest of the module docs.
+/// The loop nest of the module docs.
 #[allow(clippy::too_many_arguments)]
 unsafe fn serial<K: MicroKernel>(
     m: usize,
@@ -299,6 +252,7 @@ unsafe fn serial<K: MicroKernel>(
     ldc: usize,
     accumulate: bool,
 ) {
+    const { assert!(K::MR <= MAX_MR && K::NR <= MAX_NR) };
     if m == 0 || n == 0 {
         return;
     }
@@ -415,7 +369,7 @@ unsafe fn tile<K: MicroKernel>(
         run(c, ldc);
         return;
     }
-    let mut buf = [0.0f32; MAX_TILE];
+    let mut buf = [0.0f32; MAX_MR * MAX_NR];
     // SAFETY: the caller's contract; the edge buffer is a full MR×NR tile.
     unsafe {
         if load {
@@ -437,18 +391,7 @@ unsafe fn tile<K: MicroKernel>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::test_support::pseudo;
 
     /// The definition: one `mul_add` chain per output in increasing `k`.
     fn fma_chain(m: usize, k: usize, n: usize, a: Operand, b: Operand, c: &mut [f32], acc: bool) {
@@ -478,8 +421,9 @@ mod tests {
         }
     }
 
-    /// Every kernel, every transposition, edge tiles, several K slices and
-    /// several blocks: bitwise equal to the FMA chain of the definition.
+    /// Every kernel, every transposition, edge tiles (including operands read
+    /// in place) and several K slices: bitwise equal to the FMA chain of the
+    /// definition. (Splits across threads: `gemm::tests`.)
     #[test]
     fn kernels_give_the_same_bits() {
         for &(m, k, n) in &[
@@ -498,17 +442,10 @@ mod tests {
                         let mut want = pseudo(m * n, 3);
                         fma_chain(m, k, n, oa, ob, &mut want, acc);
                         for isa in Isa::available() {
-                            for blocks in [1, 2, 3] {
-                                let mut c = pseudo(m * n, 3);
-                                // SAFETY: operands hold the whole matrices.
-                                unsafe {
-                                    sgemm(isa, m, k, n, oa, ob, c.as_mut_ptr(), n, acc, blocks)
-                                };
-                                assert!(
-                                    c == want,
-                                    "{isa:?} ({m},{k},{n}) ta={ta} tb={tb} acc={acc} blocks={blocks}"
-                                );
-                            }
+                            let mut c = pseudo(m * n, 3);
+                            // SAFETY: operands hold the whole matrices.
+                            unsafe { sgemm(isa, m, k, n, oa, ob, c.as_mut_ptr(), n, acc) };
+                            assert!(c == want, "{isa:?} ({m},{k},{n}) ta={ta} tb={tb} acc={acc}");
                         }
                     }
                 }
@@ -527,7 +464,7 @@ mod tests {
                     cs: 1,
                 };
                 // SAFETY: k = 0: the operands are never read.
-                unsafe { sgemm(isa, 4, 0, 40, none, none, c.as_mut_ptr(), 40, acc, 2) };
+                unsafe { sgemm(isa, 4, 0, 40, none, none, c.as_mut_ptr(), 40, acc) };
                 let want = if acc { 7.0 } else { 0.0 };
                 assert!(c.iter().all(|&v| v == want), "{isa:?} acc={acc}");
             }

@@ -1,11 +1,10 @@
 //! Packing: copying a block of `A` or `B` into the panel order the
 //! micro-kernel reads, zero-padded to whole tiles.
 
-use super::Operand;
+use super::{Operand, MAX_MR, MAX_NR};
 
-/// Largest `MR` and `NR` of any kernel.
-const MAX_MR: usize = 12;
-const MAX_NR: usize = 32;
+/// Panels of either operand are at most this wide.
+const MAX_WIDTH: usize = if MAX_MR > MAX_NR { MAX_MR } else { MAX_NR };
 
 /// Makes `buf` hold at least `len` values, 64-byte aligned, and returns that
 /// aligned part (grows once, then reused).
@@ -32,7 +31,7 @@ pub(super) fn pack_a_into(out: &mut [f32], a: Operand, mc: usize, kc: usize, mr:
         let rows = mr.min(mc - t * mr);
         let src = a.at(t * mr, 0);
         if src.rs == 1 {
-            // A read transposed: a panel's rows are contiguous for each column.
+            // The panel's rows are contiguous for each column: one copy each.
             for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
                 // SAFETY: the caller's operand holds the mc×kc block.
                 let s = unsafe { std::slice::from_raw_parts(src.at(0, p).ptr, rows) };
@@ -40,15 +39,16 @@ pub(super) fn pack_a_into(out: &mut [f32], a: Operand, mc: usize, kc: usize, mr:
                 col[rows..].fill(0.0);
             }
         } else {
-            // Rows of A: read the panel's rows side by side, write each column
-            // of the panel once, in order.
-            let starts: [usize; MAX_MR] = std::array::from_fn(|i| i.min(rows.saturating_sub(1)));
-            let row_ptr = |i: usize| src.at(starts[i], 0);
+            // Read the panel's rows side by side, write each of its columns
+            // once, in order (rows past `rows` are never read).
+            let row: [*const f32; MAX_WIDTH] =
+                std::array::from_fn(|i| src.at(i.min(rows.saturating_sub(1)), 0).ptr);
             for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
+                let offset = p as isize * src.cs;
                 for (i, v) in col.iter_mut().enumerate() {
-                    // SAFETY: as above (rows past `rows` are not read: zeroed below).
+                    // SAFETY: as above.
                     *v = if i < rows {
-                        unsafe { *row_ptr(i).ptr.wrapping_offset(p as isize * src.cs) }
+                        unsafe { *row[i].wrapping_offset(offset) }
                     } else {
                         0.0
                     };
@@ -59,35 +59,8 @@ pub(super) fn pack_a_into(out: &mut [f32], a: Operand, mc: usize, kc: usize, mr:
 }
 
 /// Packs the `kc×nc` block `b` as `⌈nc/nr⌉` panels, each `kc` rows of `nr`
-/// consecutive values (columns past `nc` are zero).
+/// consecutive values (columns past `nc` are zero): [`pack_a`] of its
+/// transpose, whose panels have exactly that layout.
 pub(super) fn pack_b(buf: &mut Vec<f32>, b: Operand, kc: usize, nc: usize, nr: usize) -> &[f32] {
-    let panels = nc.div_ceil(nr);
-    let out = aligned(buf, panels * nr * kc);
-    for (t, panel) in out.chunks_exact_mut(nr * kc).enumerate() {
-        let cols = nr.min(nc - t * nr);
-        let src = b.at(0, t * nr);
-        if src.cs == 1 {
-            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                // SAFETY: the caller's operand holds the kc×nc block.
-                let s = unsafe { std::slice::from_raw_parts(src.at(p, 0).ptr, cols) };
-                row[..cols].copy_from_slice(s);
-                row[cols..].fill(0.0);
-            }
-        } else {
-            // B read transposed: read the panel's columns side by side, write
-            // each row of the panel once, in order.
-            let starts: [usize; MAX_NR] = std::array::from_fn(|j| j.min(cols.saturating_sub(1)));
-            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    // SAFETY: as above (columns past `cols` are not read).
-                    *v = if j < cols {
-                        unsafe { *src.at(p, starts[j]).ptr }
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-    }
-    out
+    pack_a(buf, b.transposed(), nc, kc, nr)
 }
