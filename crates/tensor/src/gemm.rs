@@ -150,7 +150,19 @@ pub fn gemm_serial(
     match backend {
         Backend::MatrixMultiply => gemm_blocks(m, k, n, a, trans_a, b, trans_b, c, accumulate, 1),
         Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, false),
-        Backend::Packed => gemm_packed(m, k, n, a, trans_a, b, trans_b, c, accumulate, 1),
+        Backend::Packed => gemm_packed(
+            Isa::detect(),
+            m,
+            k,
+            n,
+            a,
+            trans_a,
+            b,
+            trans_b,
+            c,
+            accumulate,
+            1,
+        ),
     }
 }
 
@@ -257,44 +269,28 @@ pub fn gemm_with(
         Backend::GemmCrate => gemm_crate(m, k, n, a, trans_a, b, trans_b, c, accumulate, true),
         Backend::Packed => {
             let blocks = default_blocks(m, k, n);
-            gemm_packed(m, k, n, a, trans_a, b, trans_b, c, accumulate, blocks);
+            gemm_packed(
+                Isa::detect(),
+                m,
+                k,
+                n,
+                a,
+                trans_a,
+                b,
+                trans_b,
+                c,
+                accumulate,
+                blocks,
+            );
         }
     }
 }
 
-/// The packed GEMM on this CPU's best micro-kernel, the output split into
-/// `blocks` blocks of whole micro-tiles (the bits do not depend on the split).
+/// The packed GEMM with the micro-kernel `isa` (one this CPU runs: callers
+/// pass [`Isa::detect`]; tests every [`Isa::available`] one), the output split
+/// into `blocks` blocks of whole micro-tiles (the bits do not depend on the split).
 #[allow(clippy::too_many_arguments)]
 fn gemm_packed(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    trans_a: bool,
-    b: &[f32],
-    trans_b: bool,
-    c: &mut [f32],
-    accumulate: bool,
-    blocks: usize,
-) {
-    gemm_packed_on(
-        Isa::detect(),
-        m,
-        k,
-        n,
-        a,
-        trans_a,
-        b,
-        trans_b,
-        c,
-        accumulate,
-        blocks,
-    );
-}
-
-/// [`gemm_packed`] with the micro-kernel `isa` (which must run on this CPU).
-#[allow(clippy::too_many_arguments)]
-fn gemm_packed_on(
     isa: Isa,
     m: usize,
     k: usize,
@@ -783,13 +779,37 @@ mod tests {
             let mut reference = vec![0.0; m * n];
             gemm_blocks(m, k, n, &a, false, &b, true, &mut reference, false, 1);
             let mut packed_ref = vec![0.0; m * n];
-            gemm_packed(m, k, n, &a, false, &b, true, &mut packed_ref, false, 1);
+            gemm_packed(
+                Isa::detect(),
+                m,
+                k,
+                n,
+                &a,
+                false,
+                &b,
+                true,
+                &mut packed_ref,
+                false,
+                1,
+            );
             for blocks in [2, 3, 5, 8] {
                 let mut c = vec![0.0; m * n];
                 gemm_blocks(m, k, n, &a, false, &b, true, &mut c, false, blocks);
                 assert!(c == reference, "({m},{k},{n}) with {blocks} blocks differs");
                 let mut c = vec![0.0; m * n];
-                gemm_packed(m, k, n, &a, false, &b, true, &mut c, false, blocks);
+                gemm_packed(
+                    Isa::detect(),
+                    m,
+                    k,
+                    n,
+                    &a,
+                    false,
+                    &b,
+                    true,
+                    &mut c,
+                    false,
+                    blocks,
+                );
                 assert!(
                     c == packed_ref,
                     "packed ({m},{k},{n}) with {blocks} blocks differs"
@@ -810,10 +830,10 @@ mod tests {
             for isa in Isa::available() {
                 for (ta, tb, acc) in (0..8).map(|i| (i & 1 == 1, i & 2 == 2, i & 4 == 4)) {
                     let mut one = pseudo(m * n, 3);
-                    gemm_packed_on(isa, m, k, n, &a, ta, &b, tb, &mut one, acc, 1);
+                    gemm_packed(isa, m, k, n, &a, ta, &b, tb, &mut one, acc, 1);
                     for blocks in [2, 3, 5] {
                         let mut c = pseudo(m * n, 3);
-                        gemm_packed_on(isa, m, k, n, &a, ta, &b, tb, &mut c, acc, blocks);
+                        gemm_packed(isa, m, k, n, &a, ta, &b, tb, &mut c, acc, blocks);
                         assert!(
                             c == one,
                             "{isa:?} ({m},{k},{n}) ta={ta} tb={tb} acc={acc} blocks={blocks}"
