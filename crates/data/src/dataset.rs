@@ -155,6 +155,14 @@ pub fn batches(
     let n = ds.image_len();
     let [c, h, w] = ds.shape;
     let noise = opts.noise_std.and_then(|s| Normal::new(0.0f32, s).ok());
+    // Each channel's normalised value of every byte, `(p/255 − mean)/std`:
+    // the same arithmetic as per pixel, done once per byte value.
+    let luts: Vec<[f32; 256]> = (0..c)
+        .map(|ch| {
+            let (m, s) = (mean[ch % mean.len()], std[ch % std.len()]);
+            std::array::from_fn(|p| (p as f32 / 255.0 - m) / s)
+        })
+        .collect();
     (0..order.len().div_ceil(bs)).map(move |b| {
         let idx = &order[b * bs..((b + 1) * bs).min(order.len())];
         let mut x = vec![0.0f32; idx.len() * n];
@@ -180,25 +188,10 @@ pub fn batches(
             } else {
                 (0, 0, false)
             };
-            for ch in 0..c {
-                let (m, s) = (mean[ch % mean.len()], std[ch % std.len()]);
-                for y in 0..h {
-                    for xx in 0..w {
-                        let sy = y as isize + dy;
-                        let sx0 = if flip {
-                            (w - 1 - xx) as isize
-                        } else {
-                            xx as isize
-                        };
-                        let sx = sx0 + dx;
-                        let v = if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
-                            img[(ch * h + sy as usize) * w + sx as usize] as f32 / 255.0
-                        } else {
-                            0.0 // zero padding (of the raw image, as torchvision pads before normalising)
-                        };
-                        out[(ch * h + y) * w + xx] = (v - m) / s;
-                    }
-                }
+            for (ch, lut) in luts.iter().enumerate() {
+                let plane = &img[ch * h * w..(ch + 1) * h * w];
+                let out = &mut out[ch * h * w..(ch + 1) * h * w];
+                shifted_plane(plane, out, (h, w), (dy, dx, flip), lut);
             }
         }
         let shape = [idx.len(), c, h, w];
@@ -208,6 +201,45 @@ pub fn batches(
             target: target.map(|t| Tensor::from_vec(&shape, t).expect("batch size")),
         }
     })
+}
+
+/// One normalised image plane, shifted by `(dy, dx)` (then flipped
+/// horizontally when `flip`): `out[y][x] = lut[plane[y + dy][x' + dx]]` with
+/// `x' = w − 1 − x` when flipped, and `lut[0]` (a zero byte) outside the image —
+/// zero padding of the raw image, as torchvision pads before normalising.
+fn shifted_plane(
+    plane: &[u8],
+    out: &mut [f32],
+    (h, w): (usize, usize),
+    (dy, dx, flip): (isize, isize, bool),
+    lut: &[f32; 256],
+) {
+    for (y, row) in out.chunks_exact_mut(w).enumerate() {
+        let sy = y as isize + dy;
+        if sy < 0 || sy >= h as isize {
+            row.fill(lut[0]);
+            continue;
+        }
+        let src = &plane[sy as usize * w..(sy as usize + 1) * w];
+        if dx == 0 && !flip {
+            for (o, &p) in row.iter_mut().zip(src) {
+                *o = lut[p as usize];
+            }
+            continue;
+        }
+        for (x, o) in row.iter_mut().enumerate() {
+            let sx = if flip {
+                (w - 1 - x) as isize
+            } else {
+                x as isize
+            } + dx;
+            *o = if (0..w as isize).contains(&sx) {
+                lut[src[sx as usize] as usize]
+            } else {
+                lut[0]
+            };
+        }
+    }
 }
 
 /// The first of `names` (each tried with `.gz` first) that exists in `dir`.
@@ -339,5 +371,47 @@ pub fn load(data_dir: &Path, kind: DatasetKind) -> Result<(Dataset, Dataset), Da
     match kind {
         DatasetKind::Cifar10 => load_cifar10(&dir),
         _ => load_idx_dataset(&dir, kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shift in [−4, 4]² with and without the flip, bitwise equal to the
+    /// definition computed per pixel: `(byte/255 − mean)/std` of the source
+    /// pixel, or of a zero byte outside the image.
+    #[test]
+    fn shifted_plane_is_the_shifted_normalised_image() {
+        let (h, w, m, s) = (7usize, 9usize, 0.4914f32, 0.247f32);
+        let plane: Vec<u8> = (0..h * w).map(|i| (i * 37 % 256) as u8).collect();
+        let lut: [f32; 256] = std::array::from_fn(|p| (p as f32 / 255.0 - m) / s);
+        for dy in -4..=4isize {
+            for dx in -4..=4isize {
+                for flip in [false, true] {
+                    let mut out = vec![f32::NAN; h * w];
+                    shifted_plane(&plane, &mut out, (h, w), (dy, dx, flip), &lut);
+                    for y in 0..h {
+                        for x in 0..w {
+                            let (sy, sx0) = (y as isize + dy, if flip { w - 1 - x } else { x });
+                            let sx = sx0 as isize + dx;
+                            let inside =
+                                (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                            let byte = if inside {
+                                plane[sy as usize * w + sx as usize]
+                            } else {
+                                0
+                            };
+                            let want = (byte as f32 / 255.0 - m) / s;
+                            assert_eq!(
+                                out[y * w + x].to_bits(),
+                                want.to_bits(),
+                                "dy={dy} dx={dx} flip={flip} at ({y},{x})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
