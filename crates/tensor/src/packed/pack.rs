@@ -35,7 +35,7 @@ pub(super) fn pack_a_into(out: &mut [f32], a: Operand, mc: usize, kc: usize, mr:
             for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
                 // SAFETY: the caller's operand holds the mc×kc block.
                 let s = unsafe { std::slice::from_raw_parts(src.at(0, p).ptr, rows) };
-                col[..rows].copy_from_slice(s);
+                copy_short(&mut col[..rows], s);
                 col[rows..].fill(0.0);
             }
         } else {
@@ -55,6 +55,22 @@ pub(super) fn pack_a_into(out: &mut [f32], a: Operand, mc: usize, kc: usize, mr:
                 }
             }
         }
+    }
+}
+
+/// `dst ← src` for the few values of one panel column (at most `MAX_WIDTH`),
+/// in fixed 8-value moves: a `copy_from_slice` of a run-time length is a
+/// `memcpy` call, which cost more than the 12–32 values it copied (2.7% of an
+/// MLP training run in `memmove`).
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s;
     }
 }
 
