@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bregman::layers::Module;
-use bregman::train::{checkpoint, evaluate, export, metrics, Run, TrainConfig, TrainError};
+use bregman::layers::{Kernels, Module};
+use bregman::train::{
+    checkpoint, evaluate, export, inference_rate, metrics, Run, TrainConfig, TrainError,
+};
 use clap::{Args, Parser, Subcommand};
 
 /// Sparse neural networks trained with Bregman iterations, on the CPU.
@@ -27,6 +29,13 @@ enum Command {
         /// Data directory (default: the one the run used).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Dense products everywhere (by default sparse weights run sparse kernels).
+        #[arg(long)]
+        dense_kernels: bool,
+        /// Also time inference over the test set (images/s, best of 3 passes),
+        /// at the evaluation batch size and with single images.
+        #[arg(long)]
+        timing: bool,
     },
     /// Export the weights of a checkpoint as safetensors with PyTorch names.
     Export {
@@ -118,6 +127,10 @@ struct TrainArgs {
     /// What the learning-rate plateau scheduler watches: val-acc (SPEC) | train-loss (authors' code).
     #[arg(long)]
     plateau_metric: Option<String>,
+    /// Dense products everywhere (by default weights sparse enough run
+    /// sparse kernels for the forward pass and the input gradient).
+    #[arg(long)]
+    dense_kernels: bool,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -131,7 +144,9 @@ fn main() -> ExitCode {
         Command::Eval {
             checkpoint,
             data_dir,
-        } => eval(&checkpoint, data_dir),
+            dense_kernels,
+            timing,
+        } => eval(&checkpoint, data_dir, dense_kernels, timing),
         Command::Export { checkpoint, out } => export_cmd(&checkpoint, &out),
         Command::Inspect { checkpoint } => inspect(&checkpoint),
         Command::Plot {
@@ -277,6 +292,9 @@ fn train(args: TrainArgs) -> Result<(), TrainError> {
         run.cfg.epochs = e;
     }
     run.verbose = !args.quiet;
+    if args.dense_kernels {
+        run.model.set_kernels(Kernels::Dense);
+    }
     let c = &run.cfg;
     if !args.quiet {
         println!(
@@ -351,7 +369,12 @@ fn checkpoint_path(p: &Path) -> PathBuf {
     }
 }
 
-fn eval(ckpt: &Path, data: Option<PathBuf>) -> Result<(), TrainError> {
+fn eval(
+    ckpt: &Path,
+    data: Option<PathBuf>,
+    dense_kernels: bool,
+    timing: bool,
+) -> Result<(), TrainError> {
     let path = checkpoint_path(ckpt);
     let ck = checkpoint::load(&path)?;
     let mut cfg = ck.config.clone();
@@ -360,6 +383,9 @@ fn eval(ckpt: &Path, data: Option<PathBuf>) -> Result<(), TrainError> {
     }
     let mut model = bregman::train::build_model(&cfg)?;
     ck.restore_model(&mut model, &path)?;
+    if dense_kernels {
+        model.set_kernels(Kernels::Dense);
+    }
     let (_, test) =
         bregman::data::load(&cfg.data_dir, bregman::train::dataset_kind(&cfg.experiment))?;
     let e = evaluate(&mut model, &cfg, &test)?;
@@ -378,6 +404,14 @@ fn eval(ckpt: &Path, data: Option<PathBuf>) -> Result<(), TrainError> {
         println!("  test SSIM     {s:.4}\n  test PSNR     {p:.2} dB");
     }
     println!("  N_total       {:.2}%", 100.0 * sp.n_total);
+    if timing {
+        let kernels = if dense_kernels { "dense" } else { "auto" };
+        let batch = cfg.eval_batch_size;
+        let rate = inference_rate(&mut model, &cfg, &test, batch, test.len(), 3)?;
+        println!("  inference     {rate:.0} images/s (batch {batch}, {kernels} kernels)");
+        let single = inference_rate(&mut model, &cfg, &test, 1, test.len().min(2000), 3)?;
+        println!("  inference     {single:.0} images/s (batch 1, {kernels} kernels)");
+    }
     Ok(())
 }
 

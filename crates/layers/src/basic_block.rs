@@ -9,7 +9,7 @@ use bregman_autodiff::{Tape, Var};
 use bregman_tensor::Tensor;
 use rand::Rng;
 
-use crate::{BatchNorm2d, Buffer, Conv2d, LayerError, Module, Parameter, Sequential};
+use crate::{BatchNorm2d, Buffer, Conv2d, Kernels, LayerError, Module, Parameter, Sequential};
 
 /// A ResNet basic block.
 pub struct BasicBlock {
@@ -79,6 +79,14 @@ impl Module for BasicBlock {
         self.bn2.set_training(training);
         if let Some(sc) = &mut self.shortcut {
             sc.set_training(training);
+        }
+    }
+
+    fn set_kernels(&mut self, kernels: Kernels) {
+        self.conv1.set_kernels(kernels);
+        self.conv2.set_kernels(kernels);
+        if let Some(sc) = &mut self.shortcut {
+            sc.set_kernels(kernels);
         }
     }
 

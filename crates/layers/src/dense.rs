@@ -1,21 +1,32 @@
 //! `Dense`: `y = x Wᵀ + b`, `W: [out, in]` (PyTorch `nn.Linear`).
+//!
+//! When `W` is sparse enough (see [`sparse_linear_pays`]) the products that
+//! read it — the forward pass and the input gradient — run on its non-zeros
+//! ([`bregman_tensor::sparse::SparseLinear`]); the weight gradient is always
+//! dense.
+
+use std::cell::Ref;
 
 use bregman_autodiff::{ops, Tape, Var};
+use bregman_tensor::sparse::{sparse_linear_pays, SparseLinear};
 use bregman_tensor::Tensor;
 use rand::Rng;
 
 use crate::init::{default_bound, uniform};
+use crate::kernels::SparseForm;
 use crate::module::expect_shape;
-use crate::{LayerError, Module, ParamKind, Parameter};
+use crate::{Kernels, LayerError, Module, ParamKind, Parameter};
+
+/// No sparse form is built above this density (no batch size pays there).
+const MAX_SPARSE_DENSITY: f64 = 0.5;
 
 /// A fully connected layer.
 #[derive(Debug, Clone)]
 pub struct Dense {
     name: String,
-    /// Weight `[out, in]`.
-    pub weight: Parameter,
-    /// Bias `[out]`.
-    pub bias: Option<Parameter>,
+    weight: Parameter,
+    bias: Option<Parameter>,
+    sparse: SparseForm<SparseLinear>,
 }
 
 impl Dense {
@@ -34,7 +45,34 @@ impl Dense {
                 ParamKind::Bias,
                 uniform(&[output], b, rng),
             )),
+            sparse: SparseForm::default(),
         }
+    }
+
+    /// Weight `[out, in]` (changed only through [`Module::params_mut`]).
+    pub fn weight(&self) -> &Parameter {
+        &self.weight
+    }
+
+    /// Bias `[out]`.
+    pub fn bias(&self) -> Option<&Parameter> {
+        self.bias.as_ref()
+    }
+
+    /// The weight's sparse form, when the sparse kernels run for a batch of `n`.
+    fn sparse_for(&self, n: usize) -> Option<Ref<'_, SparseLinear>> {
+        let (out, input) = (self.output_size(), self.input_size());
+        self.sparse.get(
+            self.weight.value.data(),
+            MAX_SPARSE_DENSITY,
+            |d| sparse_linear_pays(d, n),
+            |s, w| s.refill(w, out, input),
+        )
+    }
+
+    /// Whether a batch of `n` runs the sparse kernels with the current weight.
+    pub fn runs_sparse(&self, n: usize) -> bool {
+        self.sparse_for(n).is_some()
     }
 
     /// Input features.
@@ -60,18 +98,26 @@ impl Dense {
 impl Module for Dense {
     fn forward<'a>(&'a self, tape: &mut Tape<'a>, x: Var) -> Result<Var, LayerError> {
         self.check(tape.value(x).shape())?;
+        let n = tape.value(x).dim(0);
         let w = tape.param(&self.weight.value);
         let b = self.bias.as_ref().map(|b| tape.param(&b.value));
-        Ok(tape.linear(x, w, b))
+        Ok(match self.sparse_for(n) {
+            Some(sparse) => tape.sparse_linear(x, w, b, sparse),
+            None => tape.linear(x, w, b),
+        })
     }
 
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
         self.check(x.shape())?;
-        Ok(ops::linear::forward(
-            x,
-            &self.weight.value,
-            self.bias.as_ref().map(|b| &b.value),
-        ))
+        let b = self.bias.as_ref().map(|b| &b.value);
+        Ok(match self.sparse_for(x.dim(0)) {
+            Some(sparse) => ops::sparse_linear::forward(x, &sparse, b),
+            None => ops::linear::forward(x, &self.weight.value, b),
+        })
+    }
+
+    fn set_kernels(&mut self, kernels: Kernels) {
+        self.sparse.set_kernels(kernels);
     }
 
     fn params(&self) -> Vec<&Parameter> {
@@ -81,6 +127,8 @@ impl Module for Dense {
     }
 
     fn params_mut(&mut self) -> Vec<&mut Parameter> {
+        // The caller may change the weight: rebuild the sparse form on next use.
+        self.sparse.invalidate();
         std::iter::once(&mut self.weight)
             .chain(self.bias.as_mut())
             .collect()

@@ -3,7 +3,7 @@
 use bregman_autodiff::{Tape, Var};
 use bregman_tensor::Tensor;
 
-use crate::{Buffer, LayerError, Parameter};
+use crate::{Buffer, Kernels, LayerError, Parameter};
 
 /// A layer or a model.
 ///
@@ -23,6 +23,10 @@ pub trait Module {
 
     /// Switches training mode (batch statistics) on or off (running statistics).
     fn set_training(&mut self, _training: bool) {}
+
+    /// Chooses the kernels of every weight product in this module
+    /// ([`Kernels::Auto`] by default: sparse where the density pays).
+    fn set_kernels(&mut self, _kernels: Kernels) {}
 
     /// The parameters, in a fixed order.
     fn params(&self) -> Vec<&Parameter>;

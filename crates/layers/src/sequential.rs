@@ -4,7 +4,7 @@ use bregman_autodiff::{Tape, Var};
 use bregman_tensor::Tensor;
 
 use crate::parameter::join;
-use crate::{Buffer, LayerError, Module, Parameter};
+use crate::{Buffer, Kernels, LayerError, Module, Parameter};
 
 /// A chain of modules; each child has a name (`"0"`, `"1"`, ... or `"conv1"`),
 /// which becomes part of its parameters' names.
@@ -71,6 +71,12 @@ impl Module for Sequential {
         self.children
             .iter_mut()
             .for_each(|(_, m)| m.set_training(training));
+    }
+
+    fn set_kernels(&mut self, kernels: Kernels) {
+        self.children
+            .iter_mut()
+            .for_each(|(_, m)| m.set_kernels(kernels));
     }
 
     fn params(&self) -> Vec<&Parameter> {

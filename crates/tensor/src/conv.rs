@@ -21,6 +21,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::parallel::init_default;
+use crate::transpose::{transpose_into as transpose, transpose_per_image};
 use crate::{Tensor, TensorError};
 
 /// Shapes of one 2-D convolution or pooling window sweep.
@@ -383,56 +384,6 @@ pub fn weight_from_tap_major(w: &[f32], oc: usize, c: usize, taps: usize) -> Vec
     transpose_per_image(w, oc, taps, c)
 }
 
-/// Transposes each of `n` row-major `[r, s]` matrices to `[s, r]`.
-fn transpose_per_image(x: &[f32], n: usize, r: usize, s: usize) -> Vec<f32> {
-    assert_eq!(x.len(), n * r * s, "transpose: length");
-    let per = r * s;
-    let mut out: Vec<f32> = Vec::with_capacity(x.len());
-    if per > 0 {
-        out.spare_capacity_mut()[..x.len()]
-            .par_chunks_mut(per)
-            .zip(x.par_chunks(per))
-            .for_each(|(o, xi)| {
-                transpose_with(xi, r, s, |i, v| {
-                    o[i].write(v);
-                })
-            });
-    }
-    // SAFETY: `transpose_with` stores every index `0..r·s` of each image's
-    // block exactly once, and the blocks cover all `x.len()` elements (none
-    // when `per == 0`, and then `x` is empty).
-    unsafe { out.set_len(x.len()) };
-    out
-}
-
-/// `o[j·r + i] = x[i·s + j]`: one row-major `[r, s]` matrix to `[s, r]`.
-fn transpose(x: &[f32], r: usize, s: usize, o: &mut [f32]) {
-    let o = &mut o[..r * s];
-    transpose_with(x, r, s, |i, v| o[i] = v);
-}
-
-/// Calls `store(j·r + i, x[i·s + j])` for every element of a row-major
-/// `[r, s]` matrix, in 16×16 blocks, each output row segment written in
-/// order (contiguous stores, the strided reads stay within the block's 16
-/// cache lines). This ordering, and not zero-filling the output first, made
-/// the per-image transposes around the conv GEMM 3–4× faster than a
-/// 32×32-block loop that scattered its stores.
-#[inline(always)]
-fn transpose_with(x: &[f32], r: usize, s: usize, mut store: impl FnMut(usize, f32)) {
-    const B: usize = 16;
-    let x = &x[..r * s];
-    for r0 in (0..r).step_by(B) {
-        let r1 = (r0 + B).min(r);
-        for s0 in (0..s).step_by(B) {
-            for j in s0..(s0 + B).min(s) {
-                for i in r0..r1 {
-                    store(j * r + i, x[i * s + j]);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,14 +551,5 @@ mod tests {
     fn geometry_rejects_oversized_kernel() {
         assert!(ConvGeometry::new(&[1, 1, 2, 2], 5, 5, 1, 0).is_err());
         assert!(ConvGeometry::new(&[1, 2, 2], 1, 1, 1, 0).is_err());
-    }
-
-    #[test]
-    fn transposes_round_trip() {
-        // Two [40, 3] matrices to [3, 40] and back (more than one 16×16 block).
-        let x: Vec<f32> = (0..2 * 3 * 40).map(|v| v as f32).collect();
-        let t = transpose_per_image(&x, 2, 40, 3);
-        assert_eq!(t[1], x[3]); // image 0: row 0, column 1 of the result
-        assert_eq!(transpose_per_image(&t, 2, 3, 40), x);
     }
 }

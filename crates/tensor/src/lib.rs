@@ -7,7 +7,8 @@
 //! - deterministic reductions ([`reduce`]),
 //! - one GEMM entry point, [`gemm::gemm`], with transposed operands read in
 //!   place and a thread-count-independent parallel split,
-//! - `im2col`/`col2im` for convolutions ([`conv`]) and pooling kernels ([`pool`]).
+//! - `im2col`/`col2im` for convolutions ([`conv`]) and pooling kernels ([`pool`]),
+//! - sparse weights (CSR) and the kernels that skip their zeros ([`sparse`]).
 //!
 //! Parallel loops use rayon over fixed-size chunks ([`parallel`]), so results are
 //! bitwise identical for any `RAYON_NUM_THREADS`.
@@ -32,9 +33,11 @@ pub mod packed;
 pub mod parallel;
 pub mod pool;
 pub mod reduce;
+pub mod sparse;
 mod tensor;
 #[cfg(test)]
 mod test_support;
+pub mod transpose;
 
 pub use conv::{col2im, im2col, ConvGeometry};
 pub use error::TensorError;

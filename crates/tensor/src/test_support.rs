@@ -12,3 +12,13 @@ pub(crate) fn pseudo(n: usize, seed: u32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// `n` values of which about a `density` share are non-zero (the rest exactly 0).
+pub(crate) fn sparse_values(n: usize, density: f32, seed: u32) -> Vec<f32> {
+    let keep = pseudo(n, seed ^ 0x5a5a);
+    pseudo(n, seed)
+        .into_iter()
+        .zip(keep)
+        .map(|(v, k)| if (k + 1.0) / 2.0 < density { v } else { 0.0 })
+        .collect()
+}

@@ -42,6 +42,6 @@ mod trainer;
 pub use config::{TrainConfig, EXPERIMENTS, OPTIMIZERS};
 pub use error::TrainError;
 pub use trainer::{
-    build_model, build_optimizer, dataset_kind, epoch_line, evaluate, metrics_csv, plots,
-    EpochMetrics, Evaluation, Run,
+    build_model, build_optimizer, dataset_kind, epoch_line, evaluate, inference_rate, metrics_csv,
+    plots, EpochMetrics, Evaluation, Run,
 };

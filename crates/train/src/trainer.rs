@@ -829,3 +829,39 @@ fn threshold_weights(model: &mut Sequential, threshold: f32) -> Vec<Tensor> {
         })
         .collect()
 }
+
+/// Inference throughput of `model` on `ds` in images per second: the best of
+/// `passes` passes of [`Module::infer`] over the first `max_images` images in
+/// batches of `batch_size` (the batches are gathered before the clock starts,
+/// so this times the model alone).
+///
+/// **Errors** if the model rejects the data.
+pub fn inference_rate(
+    model: &mut Sequential,
+    cfg: &TrainConfig,
+    ds: &Dataset,
+    batch_size: usize,
+    max_images: usize,
+    passes: usize,
+) -> Result<f64, TrainError> {
+    model.set_training(false);
+    let opts = batch_options(cfg, ds.kind, false, batch_size);
+    let mut inputs = Vec::new();
+    let mut images = 0;
+    for batch in batches(ds, opts, cfg.seed ^ 0xE7A1, 0) {
+        if images >= max_images {
+            break;
+        }
+        images += batch.labels.len();
+        inputs.push(batch.x);
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..passes.max(1) {
+        let start = Instant::now();
+        for x in &inputs {
+            std::hint::black_box(model.infer(x)?);
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(images as f64 / best.max(1e-12))
+}

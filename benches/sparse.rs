@@ -1,0 +1,161 @@
+//! Sparse kernels against the dense path they replace, over a density sweep.
+//!
+//! `cargo bench --bench sparse`. Ids are `<layer>/<density %>`; functions
+//! `dense` (what the layer runs without the sparse path: the GEMM rule of
+//! `bregman_tensor::gemm`), `sparse` (the CSR kernel, including the
+//! activation transposes around it) and `refill` (rebuilding the sparse form
+//! from θ, done once per optimizer step). Densities 1, 2, 5, 10, 25 and 50%,
+//! batch 128 and 1. The break-even densities recorded in docs/BENCHMARKS.md
+//! come from this sweep.
+
+use bregman::autodiff::ops;
+use bregman::tensor::sparse::SparseLinear;
+use bregman::tensor::{matmul, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use std::hint::black_box;
+
+const DENSITIES: &[f64] = &[0.01, 0.02, 0.05, 0.10, 0.25, 0.50];
+
+/// Reproducible values in [-1, 1].
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 1000) as f32 / 500.0 - 1.0
+        })
+        .collect()
+}
+
+/// A `[rows, cols]` weight with `density` of its entries non-zero, at random places.
+fn sparse_weight(rows: usize, cols: usize, density: f64, seed: u32) -> Tensor {
+    let keep = values(rows * cols, seed ^ 0x77);
+    let w = values(rows * cols, seed)
+        .into_iter()
+        .zip(keep)
+        .map(|(v, k)| {
+            if ((k + 1.0) / 2.0) < density as f32 {
+                v
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::from_vec(&[rows, cols], w).expect("shape")
+}
+
+fn bench_linear(c: &mut Criterion) {
+    bregman::tune_allocator();
+    // (name, in, out): the MNIST MLP's first layer and a denoiser layer.
+    for (name, input, out) in [("mlp_fc1", 784, 200), ("denoiser", 784, 784)] {
+        for batch in [128usize, 1] {
+            let mut group = c.benchmark_group(format!("sparse_linear_{name}_b{batch}"));
+            let x = Tensor::from_vec(&[batch, input], values(batch * input, 1)).expect("x");
+            let g = Tensor::from_vec(&[batch, out], values(batch * out, 2)).expect("g");
+            let b = Tensor::from_vec(&[out], values(out, 3)).expect("b");
+            for &d in DENSITIES {
+                let w = sparse_weight(out, input, d, 4);
+                let s = SparseLinear::from_dense(w.data(), out, input);
+                let id = format!("{:.0}", d * 100.0);
+                group.bench_function(BenchmarkId::new("dense_forward", &id), |bch| {
+                    bch.iter(|| ops::linear::forward(black_box(&x), &w, Some(&b)))
+                });
+                group.bench_function(BenchmarkId::new("sparse_forward", &id), |bch| {
+                    bch.iter(|| s.forward(black_box(x.data()), batch, Some(b.data())))
+                });
+                group.bench_function(BenchmarkId::new("dense_input_grad", &id), |bch| {
+                    bch.iter(|| matmul(black_box(&g), false, &w, false))
+                });
+                group.bench_function(BenchmarkId::new("sparse_input_grad", &id), |bch| {
+                    bch.iter(|| s.input_grad(black_box(g.data()), batch))
+                });
+                if batch == 128 && d == DENSITIES[0] {
+                    group.bench_function(BenchmarkId::new("transpose_x", &id), |bch| {
+                        bch.iter(|| {
+                            bregman::tensor::transpose::transpose(black_box(x.data()), batch, input)
+                        })
+                    });
+                    let xt = bregman::tensor::transpose::transpose(x.data(), batch, input);
+                    let mut yt = vec![0.0; batch * out];
+                    group.bench_function(BenchmarkId::new("spmm_only", &id), |bch| {
+                        bch.iter(|| {
+                            bregman::tensor::sparse::spmm::spmm(
+                                s.weight(),
+                                black_box(&xt),
+                                batch,
+                                batch,
+                                &mut yt,
+                                true,
+                            )
+                        })
+                    });
+                    group.bench_function(BenchmarkId::new("spmm_serial", &id), |bch| {
+                        bch.iter(|| {
+                            bregman::tensor::sparse::spmm::spmm(
+                                s.weight(),
+                                black_box(&xt),
+                                batch,
+                                batch,
+                                &mut yt,
+                                false,
+                            )
+                        })
+                    });
+                }
+                if batch == 128 {
+                    let mut r = s.clone();
+                    group.bench_function(BenchmarkId::new("refill", &id), |bch| {
+                        bch.iter(|| r.refill(black_box(w.data()), out, input))
+                    });
+                }
+            }
+            group.finish();
+        }
+    }
+}
+
+/// The MNIST MLP (784-200-80-10) with 3% of its weights non-zero (the main
+/// job's checkpoint keeps 2.97%), whole-model inference and one training
+/// step's forward and backward (sparse forward and input gradients, dense
+/// weight gradients), with the sparse kernels (`auto`) and without (`dense`).
+fn bench_mlp(c: &mut Criterion) {
+    bregman::tune_allocator();
+    use bregman::autodiff::Tape;
+    use bregman::layers::{models, Kernels, Module};
+    use bregman::optim::init::{sparse_init, SparseInit};
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut model = models::mlp(&[784, 200, 80, 10], &mut rng);
+    sparse_init(&mut model.params_mut(), &SparseInit::mlp(0.03), &mut rng).expect("init");
+    for batch in [128usize, 1] {
+        let mut group = c.benchmark_group(format!("sparse_mlp_3pct_b{batch}"));
+        let x = Tensor::from_vec(&[batch, 784], values(batch * 784, 5)).expect("x");
+        let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+        for (name, kernels) in [("auto", Kernels::Auto), ("dense", Kernels::Dense)] {
+            model.set_kernels(kernels);
+            group.bench_function(BenchmarkId::new("infer", name), |bch| {
+                bch.iter(|| model.infer(black_box(&x)).expect("infer"))
+            });
+            group.bench_function(BenchmarkId::new("forward_backward", name), |bch| {
+                bch.iter(|| {
+                    let mut tape = Tape::new();
+                    let xv = tape.constant(x.clone());
+                    let y = model.forward(&mut tape, xv).expect("forward");
+                    let loss = tape.cross_entropy(y, &labels);
+                    tape.backward(loss);
+                    black_box(tape.len())
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(300)).measurement_time(std::time::Duration::from_millis(800));
+    targets = bench_mlp, bench_linear
+}
+criterion_main!(benches);

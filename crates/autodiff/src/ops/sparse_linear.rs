@@ -1,0 +1,85 @@
+//! The affine map of a dense layer whose weight is sparse: `Y = X·Wᵀ + b`
+//! with the products that read `W` computed on its non-zeros only
+//! ([`SparseLinear`]). The same function as [`crate::ops::linear`], and the
+//! same gradients:
+//!
+//! - `∂L/∂X = G·W` — sparse (skips the zeros of `W`);
+//! - `∂L/∂W = Gᵀ·X` — dense, for every weight: LinBreg and AdaBreg move the
+//!   subgradient variable `v` of the zero weights too (that is how weights
+//!   enter the support), so every entry of the gradient is needed;
+//! - `∂L/∂b = Σ_rows G`.
+//!
+//! The sparse form is borrowed from the layer for the tape's lifetime, so it
+//! cannot change between the forward and the backward pass.
+
+use std::ops::Deref;
+
+use bregman_tensor::sparse::SparseLinear;
+use bregman_tensor::{matmul, Tensor};
+
+use crate::{Backward, Tape, Var};
+
+/// Forward pass without a tape: `x · wᵀ + b` for `x: [N, in]`.
+///
+/// **Panics** if `x` is not `[N, in]` or the bias not `[out]`.
+pub fn forward(x: &Tensor, w: &SparseLinear, b: Option<&Tensor>) -> Tensor {
+    assert!(
+        x.ndim() == 2 && x.dim(1) == w.in_features(),
+        "sparse linear: input {:?} does not fit {} inputs",
+        x.shape(),
+        w.in_features()
+    );
+    let n = x.dim(0);
+    let y = w.forward(x.data(), n, b.map(|b| b.data()));
+    Tensor::from_vec(&[n, w.out_features()], y).expect("sizes from the weight")
+}
+
+struct SparseLinearBackward<S> {
+    sparse: S,
+}
+
+impl<S: Deref<Target = SparseLinear>> Backward for SparseLinearBackward<S> {
+    fn backward(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        grad: Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
+        let x = inputs[0];
+        let n = x.dim(0);
+        let dx = needs[0].then(|| {
+            let dx = self.sparse.input_grad(grad.data(), n);
+            Tensor::from_vec(x.shape(), dx).expect("input shape")
+        });
+        let mut out = vec![dx, needs[1].then(|| matmul(&grad, true, x, false))];
+        if inputs.len() == 3 {
+            out.push(needs[2].then(|| grad.sum_rows()));
+        }
+        out
+    }
+}
+
+impl<'a> Tape<'a> {
+    /// `x · wᵀ + b` where `sparse` is the sparse form of `w`'s value (the
+    /// caller keeps the two in step); `w` still receives its dense gradient.
+    ///
+    /// **Panics** on a shape mismatch, or if `sparse` does not have `w`'s shape.
+    pub fn sparse_linear<S>(&mut self, x: Var, w: Var, b: Option<Var>, sparse: S) -> Var
+    where
+        S: Deref<Target = SparseLinear> + 'a,
+    {
+        let wv = self.value(w);
+        assert_eq!(
+            wv.shape(),
+            [sparse.out_features(), sparse.in_features()],
+            "sparse linear: sparse form does not have the weight's shape"
+        );
+        let y = forward(self.value(x), &sparse, b.map(|b| self.value(b)));
+        let rule = SparseLinearBackward { sparse };
+        match b {
+            Some(b) => self.push(y, &[x, w, b], rule),
+            None => self.push(y, &[x, w], rule),
+        }
+    }
+}

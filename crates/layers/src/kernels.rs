@@ -1,0 +1,79 @@
+//! Which kernels a layer runs — dense, or sparse where the weight's density
+//! makes them pay — and the cached sparse form of a weight.
+//!
+//! A layer keeps its weight's sparse form in a [`SparseForm`], rebuilt from
+//! θ on the first pass after the weight changed. The weight can only change
+//! through `&mut` access to the layer (its fields are private and
+//! [`Module::params_mut`](crate::Module::params_mut) marks the form stale),
+//! so the form can never be out of date: after an optimizer step the next
+//! forward pass rebuilds it once (one pass over θ, no allocation once the
+//! support has stopped growing), and inference on a fixed model builds it
+//! once for all batches.
+
+use std::cell::{Cell, Ref, RefCell};
+
+/// The kernel choice for a layer's weight products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// Sparse kernels wherever the weight's density is below the measured
+    /// break-even for the shape and batch, dense products elsewhere.
+    #[default]
+    Auto,
+    /// Dense products always (`--dense-kernels`).
+    Dense,
+}
+
+/// A weight's sparse form `T`, rebuilt lazily after the weight changed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SparseForm<T> {
+    kernels: Kernels,
+    /// The density the form (or the decision not to build one) was made from;
+    /// `None` when stale.
+    density: Cell<Option<f64>>,
+    form: RefCell<Option<T>>,
+}
+
+impl<T: Default> SparseForm<T> {
+    /// Marks the form stale (the weight is about to change).
+    pub(crate) fn invalidate(&mut self) {
+        self.density.set(None);
+    }
+
+    /// Sets the kernel choice.
+    pub(crate) fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+        self.invalidate();
+    }
+
+    /// The sparse form of `w` if the sparse kernels should run: when
+    /// `kernels` is `Auto`, the weight's density `d` is at most `max_density`
+    /// (otherwise no form is built) and `pays(d)`. Rebuilds it with
+    /// `fill(form, w)` first when stale.
+    pub(crate) fn get(
+        &self,
+        w: &[f32],
+        max_density: f64,
+        pays: impl Fn(f64) -> bool,
+        fill: impl FnOnce(&mut T, &[f32]),
+    ) -> Option<Ref<'_, T>> {
+        if self.kernels == Kernels::Dense {
+            return None;
+        }
+        let density = match self.density.get() {
+            Some(d) => d,
+            None => {
+                let d = bregman_tensor::sparse::density(w);
+                if d <= max_density {
+                    let mut slot = self.form.borrow_mut();
+                    fill(slot.get_or_insert_with(T::default), w);
+                }
+                self.density.set(Some(d));
+                d
+            }
+        };
+        if density > max_density || !pays(density) {
+            return None;
+        }
+        Ref::filter_map(self.form.borrow(), Option::as_ref).ok()
+    }
+}

@@ -1,0 +1,245 @@
+//! Compressed sparse rows: the format every sparse kernel of this module reads.
+//!
+//! Row `i` holds the non-zeros `values[row_ptr[i]..row_ptr[i + 1]]` at the
+//! columns `col_idx[..]` of the same range, in increasing column order (the
+//! order in which the kernels add them up). `row_ptr`, `col_idx` and `values`
+//! are exactly the arguments of `torch.sparse_csr_tensor`.
+//!
+//! A `Csr` is refilled in place ([`Csr::fill_from_dense`],
+//! [`Csr::fill_transpose_of`]): its vectors keep their capacity, so rebuilding
+//! it after every optimizer step allocates nothing once the support has
+//! stopped growing.
+
+/// A sparse `rows × cols` matrix in CSR form (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Csr {
+    rows: usize,
+    cols: usize,
+    row_ptr: Vec<u32>,
+    col_idx: Vec<u32>,
+    values: Vec<f32>,
+}
+
+/// The number of non-zero entries of `w` (a `-0.0` counts as zero).
+pub fn count_nonzero(w: &[f32]) -> usize {
+    // Summing a comparison vectorises; `filter().count()` does not.
+    w.iter().map(|&v| (v != 0.0) as usize).sum()
+}
+
+/// The share of non-zero entries of `w` (0 for an empty slice), without
+/// building a sparse form.
+pub fn density(w: &[f32]) -> f64 {
+    if w.is_empty() {
+        0.0
+    } else {
+        count_nonzero(w) as f64 / w.len() as f64
+    }
+}
+
+impl Csr {
+    /// An empty `0 × 0` matrix (fill it with [`Csr::fill_from_dense`]).
+    pub fn new() -> Csr {
+        Csr::default()
+    }
+
+    /// The non-zeros of a row-major `rows × cols` matrix.
+    ///
+    /// **Panics** if `w.len() != rows·cols` or the matrix has `2³²` entries
+    /// or more (indices are `u32`).
+    pub fn from_dense(w: &[f32], rows: usize, cols: usize) -> Csr {
+        let mut csr = Csr::new();
+        csr.fill_from_dense(w, rows, cols);
+        csr
+    }
+
+    /// Refills `self` with the non-zeros of a row-major `rows × cols` matrix,
+    /// reusing its memory. One pass over `w`.
+    ///
+    /// **Panics** as [`Csr::from_dense`].
+    pub fn fill_from_dense(&mut self, w: &[f32], rows: usize, cols: usize) {
+        assert_eq!(
+            w.len(),
+            rows * cols,
+            "Csr: {} values for {rows}×{cols}",
+            w.len()
+        );
+        assert!(
+            u32::try_from(w.len()).is_ok(),
+            "Csr: {rows}×{cols} has too many entries for u32 indices"
+        );
+        self.rows = rows;
+        self.cols = cols;
+        self.row_ptr.clear();
+        self.col_idx.clear();
+        self.values.clear();
+        self.row_ptr.push(0);
+        if cols > 0 {
+            for row in w.chunks_exact(cols) {
+                // 32 entries at a time: a bit mask of the non-zeros (one
+                // vector compare), then one push per set bit. A sparse
+                // weight's all-zero chunks cost one compare instead of 32
+                // branches.
+                for (c, chunk) in row.chunks(32).enumerate() {
+                    let mut mask = chunk
+                        .iter()
+                        .enumerate()
+                        .fold(0u32, |m, (k, &v)| m | (((v != 0.0) as u32) << k));
+                    while mask != 0 {
+                        let k = mask.trailing_zeros() as usize;
+                        self.col_idx.push((c * 32 + k) as u32);
+                        self.values.push(chunk[k]);
+                        mask &= mask - 1;
+                    }
+                }
+                self.row_ptr.push(self.values.len() as u32);
+            }
+        } else {
+            self.row_ptr.resize(rows + 1, 0);
+        }
+    }
+
+    /// Refills `self` with the transpose of `a` (`a.cols × a.rows`), reusing
+    /// its memory: a counting sort by column, `O(nnz + rows + cols)`. Each
+    /// row of the result lists its entries in increasing column order, as
+    /// every `Csr` does.
+    pub fn fill_transpose_of(&mut self, a: &Csr) {
+        self.rows = a.cols;
+        self.cols = a.rows;
+        let nnz = a.nnz();
+        self.row_ptr.clear();
+        self.row_ptr.resize(a.cols + 1, 0);
+        for &j in &a.col_idx {
+            self.row_ptr[j as usize + 1] += 1;
+        }
+        for j in 0..a.cols {
+            self.row_ptr[j + 1] += self.row_ptr[j];
+        }
+        self.col_idx.clear();
+        self.col_idx.resize(nnz, 0);
+        self.values.clear();
+        self.values.resize(nnz, 0.0);
+        // `next[j]`: where column j's next entry goes; rows are visited in
+        // increasing order, so each transposed row comes out sorted.
+        let mut next: Vec<u32> = self.row_ptr[..a.cols].to_vec();
+        for i in 0..a.rows {
+            let (lo, hi) = (a.row_ptr[i] as usize, a.row_ptr[i + 1] as usize);
+            for (&j, &v) in a.col_idx[lo..hi].iter().zip(&a.values[lo..hi]) {
+                let slot = &mut next[j as usize];
+                self.col_idx[*slot as usize] = i as u32;
+                self.values[*slot as usize] = v;
+                *slot += 1;
+            }
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Number of stored non-zeros.
+    pub fn nnz(&self) -> usize {
+        self.values.len()
+    }
+
+    /// `nnz / (rows·cols)`, 0 for an empty matrix.
+    pub fn density(&self) -> f64 {
+        let size = self.rows * self.cols;
+        if size == 0 {
+            0.0
+        } else {
+            self.nnz() as f64 / size as f64
+        }
+    }
+
+    /// Row starts: `rows + 1` offsets into [`Csr::col_idx`] and [`Csr::values`].
+    pub fn row_ptr(&self) -> &[u32] {
+        &self.row_ptr
+    }
+
+    /// Column of each non-zero.
+    pub fn col_idx(&self) -> &[u32] {
+        &self.col_idx
+    }
+
+    /// Value of each non-zero.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// The dense row-major matrix (for tests and exports).
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut w = vec![0.0; self.rows * self.cols];
+        for i in 0..self.rows {
+            let (lo, hi) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
+            for (&j, &v) in self.col_idx[lo..hi].iter().zip(&self.values[lo..hi]) {
+                w[i * self.cols + j as usize] = v;
+            }
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::sparse_values;
+
+    #[test]
+    fn round_trips_and_transposes() {
+        for (rows, cols, density) in [
+            (7, 13, 0.3),
+            (1, 1, 1.0),
+            (5, 4, 0.0),
+            (0, 3, 0.5),
+            (3, 0, 0.5),
+        ] {
+            let w = sparse_values(rows * cols, density, 3);
+            let a = Csr::from_dense(&w, rows, cols);
+            assert_eq!(a.to_dense(), w);
+            assert_eq!(a.nnz(), count_nonzero(&w));
+            assert_eq!(a.row_ptr().len(), rows + 1);
+            for r in a.row_ptr().windows(2) {
+                let cols_of_row = &a.col_idx()[r[0] as usize..r[1] as usize];
+                assert!(
+                    cols_of_row.windows(2).all(|p| p[0] < p[1]),
+                    "sorted columns"
+                );
+            }
+            let mut t = Csr::new();
+            t.fill_transpose_of(&a);
+            let mut wt = vec![0.0; w.len()];
+            for i in 0..rows {
+                for j in 0..cols {
+                    wt[j * rows + i] = w[i * cols + j];
+                }
+            }
+            assert_eq!((t.rows(), t.cols()), (cols, rows));
+            assert_eq!(t.to_dense(), wt);
+            let mut back = Csr::new();
+            back.fill_transpose_of(&t);
+            assert_eq!(back, a);
+        }
+    }
+
+    #[test]
+    fn refilling_reuses_memory() {
+        let big = sparse_values(40 * 50, 0.5, 1);
+        let small = sparse_values(40 * 50, 0.1, 2);
+        let mut a = Csr::from_dense(&big, 40, 50);
+        let ptr = a.values().as_ptr();
+        a.fill_from_dense(&small, 40, 50);
+        assert_eq!(
+            a.values().as_ptr(),
+            ptr,
+            "no reallocation for a smaller support"
+        );
+        assert_eq!(a.to_dense(), small);
+        assert!((a.density() - count_nonzero(&small) as f64 / 2000.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,219 @@
+//! A dense layer's sparse weight: `W` (`[out, in]`) and `Wᵀ` in CSR form, and
+//! the two products of the layer that read it.
+//!
+//! The kernel ([`spmm`]) is vectorised along the dense dimension of its
+//! operand, here the batch, so the activations are transposed around it
+//! (SparseProp's batch-contiguous layout):
+//!
+//! - forward: `Yᵀ[out, N] = W · Xᵀ[in, N]`, then `Y = (Yᵀ)ᵀ + b`;
+//! - input gradient: `(∂L/∂X)ᵀ[in, N] = Wᵀ · Gᵀ[out, N]`.
+//!
+//! For a batch of one the vectors are their own transposes.
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use crate::sparse::spmm::spmm;
+use crate::sparse::Csr;
+use crate::transpose::{transpose_into, transpose_into_uninit};
+
+/// Whether the sparse products beat the dense GEMM for a weight with this
+/// share of non-zeros at this batch size — the break-even densities
+/// measured by `benches/sparse.rs` (docs/BENCHMARKS.md), with a margin so
+/// that a layer near the break-even stays dense.
+pub fn sparse_linear_pays(density: f64, batch: usize) -> bool {
+    // The transposes around the kernel cost as much as a few percent of the
+    // dense product; a batch of one needs none and the dense product is
+    // bound by reading W, so the sparse one pays up to a higher density.
+    let break_even = if batch == 1 { 0.30 } else { 0.15 };
+    density <= break_even
+}
+
+/// `W` and `Wᵀ` of a dense layer in CSR form (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseLinear {
+    w: Csr,
+    wt: Csr,
+}
+
+impl SparseLinear {
+    /// The sparse form of the row-major `[out, in]` weight `w`.
+    ///
+    /// **Panics** if `w.len() != out·in`.
+    pub fn from_dense(w: &[f32], out: usize, input: usize) -> SparseLinear {
+        let mut s = SparseLinear::default();
+        s.refill(w, out, input);
+        s
+    }
+
+    /// Rebuilds the sparse form from `w` in place (no allocation once the
+    /// support has stopped growing): one pass over `w`, then a counting sort
+    /// for `Wᵀ`.
+    ///
+    /// **Panics** if `w.len() != out·in`.
+    pub fn refill(&mut self, w: &[f32], out: usize, input: usize) {
+        self.w.fill_from_dense(w, out, input);
+        self.wt.fill_transpose_of(&self.w);
+    }
+
+    /// `W` (`[out, in]`).
+    pub fn weight(&self) -> &Csr {
+        &self.w
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.w.rows()
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.w.cols()
+    }
+
+    /// `Y = X·Wᵀ + b` for `X: [n, in]` (row-major); returns `[n, out]`.
+    ///
+    /// **Panics** if `x.len() != n·in` or the bias does not have `out` values.
+    pub fn forward(&self, x: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        let (out, input) = (self.out_features(), self.in_features());
+        assert_eq!(
+            x.len(),
+            n * input,
+            "SparseLinear: input is not [{n}, {input}]"
+        );
+        let mut y = by_batch_blocks(&self.w, x, n);
+        if let Some(b) = bias {
+            assert_eq!(b.len(), out, "SparseLinear: bias is not [{out}]");
+            for row in y.chunks_exact_mut(out) {
+                row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+            }
+        }
+        y
+    }
+
+    /// `∂L/∂X = G·W` for `G: [n, out]`; returns `[n, in]`.
+    ///
+    /// **Panics** if `g.len() != n·out`.
+    pub fn input_grad(&self, g: &[f32], n: usize) -> Vec<f32> {
+        let out = self.out_features();
+        assert_eq!(
+            g.len(),
+            n * out,
+            "SparseLinear: gradient is not [{n}, {out}]"
+        );
+        by_batch_blocks(&self.wt, g, n)
+    }
+
+    /// Share of non-zero weights.
+    pub fn density(&self) -> f64 {
+        self.w.density()
+    }
+}
+
+/// Batch rows per block of [`by_batch_blocks`]: the block's transposed
+/// activations (`in × 64` values, 200 KB for 784 inputs) stay in L2 while
+/// every sparse row reads them, and a batch of 128 makes two blocks, one per
+/// core, each transposing its own part (the transposes cost as much as the
+/// sparse product).
+const BATCH_BLOCK: usize = 64;
+
+/// `Z[n, rows] = A[n, cols] · Sᵀ` (row-major `A`, `S: [rows, cols]` sparse):
+/// per block of [`BATCH_BLOCK`] rows of `A`, `Zᵀ = S · Aᵀ` with the block
+/// transposed into per-thread scratch memory (reused across calls) and the
+/// result transposed back. One block splits its sparse rows over rayon
+/// tasks; several blocks run as tasks themselves. Each output is computed by
+/// one task either way, so the bits do not depend on the split.
+fn by_batch_blocks(s: &Csr, a: &[f32], n: usize) -> Vec<f32> {
+    let (rows, cols) = (s.rows(), s.cols());
+    let len = n * rows;
+    if n == 1 {
+        // A vector is its own transpose.
+        let mut z = vec![0.0; len];
+        spmm(s, a, 1, 1, &mut z, true);
+        return z;
+    }
+    let mut z: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
+        return z;
+    }
+    let block = |ab: &[f32], zb: &mut [MaybeUninit<f32>], par: bool| {
+        let nb = zb.len() / rows;
+        SCRATCH.with_borrow_mut(|(at, zt)| {
+            if cols > 0 {
+                at.resize(at.len().max(nb * cols), 0.0);
+                transpose_into(ab, nb, cols, at);
+            }
+            zt.resize(zt.len().max(nb * rows), 0.0);
+            spmm(s, &at[..nb * cols], nb, nb, &mut zt[..nb * rows], par);
+            transpose_into_uninit(zt, rows, nb, zb);
+        })
+    };
+    let spare = &mut z.spare_capacity_mut()[..len];
+    if n <= BATCH_BLOCK || cols == 0 {
+        block(a, spare, true);
+    } else {
+        spare
+            .par_chunks_mut(BATCH_BLOCK * rows)
+            .zip(a.par_chunks(BATCH_BLOCK * cols))
+            .for_each(|(zb, ab)| block(ab, zb, false));
+    }
+    // SAFETY: the blocks cover all `len` values, and `transpose_into_uninit`
+    // wrote every value of each block.
+    unsafe { z.set_len(len) };
+    z
+}
+
+thread_local! {
+    /// Per-thread scratch of [`by_batch_blocks`]: a transposed block of the
+    /// dense operand and of the result (grown, never shrunk).
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{pseudo, sparse_values};
+    use crate::{matmul, Tensor};
+
+    /// Against the dense products (same chains, so equal up to zero signs:
+    /// compared with `==` on floats, which treats ±0 alike), for densities
+    /// from 0 to 1, batches of 1 and more, odd sizes.
+    #[test]
+    fn products_match_the_dense_ones() {
+        for (n, out, input, density) in [
+            (1, 7, 13, 0.3),
+            (5, 10, 3, 0.0),
+            (37, 21, 50, 0.1),
+            (128, 20, 78, 0.03),
+            (3, 4, 5, 1.0),
+            (300, 30, 40, 0.05),
+        ] {
+            let w = sparse_values(out * input, density, 9);
+            let x = pseudo(n * input, 1);
+            let g = pseudo(n * out, 2);
+            let b = pseudo(out, 3);
+            let s = SparseLinear::from_dense(&w, out, input);
+            assert!((s.density() - crate::sparse::density(&w)).abs() < 1e-12);
+            let wt = Tensor::from_vec(&[out, input], w).unwrap();
+            let xt = Tensor::from_vec(&[n, input], x.clone()).unwrap();
+            let gt = Tensor::from_vec(&[n, out], g.clone()).unwrap();
+            let mut want_y = matmul(&xt, false, &wt, true);
+            want_y.add_row_bias_inplace(&Tensor::from_vec(&[out], b.clone()).unwrap());
+            let y = s.forward(&x, n, Some(&b));
+            let close = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()))
+            };
+            assert!(
+                close(&y, want_y.data()),
+                "forward {n}×{input}→{out} at {density}"
+            );
+            let want_dx = matmul(&gt, false, &wt, false);
+            let dx = s.input_grad(&g, n);
+            assert!(close(&dx, want_dx.data()), "input grad {n}×{out}→{input}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Sparse weights and the kernels that skip their zeros.
+//!
+//! Bregman training keeps a network sparse from the first step on (2–10% of
+//! the weights of the paper's networks are non-zero), so the products with
+//! those weights can skip the zeros. This module holds the formats and the
+//! kernels; the layers decide, per layer and per call, whether the sparse or
+//! the dense path runs (from the weight's density and the measured
+//! break-even densities, see docs/BENCHMARKS.md).
+//!
+//! - [`Csr`]: compressed sparse rows, rebuilt in place from θ.
+//! - [`spmm`](spmm::spmm): `C = S·B`, sparse times dense, vectorised along
+//!   the dense dimension with a register tile of outputs per sparse row.
+//! - [`SparseLinear`]: a dense layer's weight `W` and its transpose in CSR
+//!   form, with the layer's forward product `Y = X·Wᵀ` and input gradient
+//!   `∂L/∂X = G·W`.
+//!
+//! The weight gradient `∂L/∂W = Gᵀ·X` stays dense: LinBreg and AdaBreg need
+//! it for every weight, zero or not — that is how weights enter the support.
+
+mod csr;
+mod linear;
+pub mod spmm;
+
+pub use csr::{count_nonzero, density, Csr};
+pub use linear::{sparse_linear_pays, SparseLinear};
