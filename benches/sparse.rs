@@ -153,9 +153,81 @@ fn bench_mlp(c: &mut Criterion) {
     }
 }
 
+/// The paper ConvNet's second convolution (64 → 64 channels, 5×5, on 12×12
+/// inputs), batch 128 and 1: dense (im2col + GEMM) against the sparse
+/// implicit-im2col kernels, forward and input gradient; `l1` zeros
+/// individual taps at random, `kernels` zeros whole 5×5 kernels (group ℓ1,2).
+fn bench_conv(c: &mut Criterion) {
+    use bregman::autodiff::ops::{conv2d, sparse_conv2d};
+    use bregman::autodiff::{Conv2dSpec, Tape};
+    use bregman::tensor::sparse::SparseConv;
+    bregman::tune_allocator();
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 0,
+    };
+    let shape = [64usize, 64, 5, 5];
+    for batch in [128usize, 1] {
+        let x = Tensor::from_vec(&[batch, 64, 12, 12], values(batch * 64 * 144, 6)).expect("x");
+        for structure in ["l1", "kernels"] {
+            let mut group = c.benchmark_group(format!("sparse_conv2_{structure}_b{batch}"));
+            for &d in DENSITIES {
+                let w = match structure {
+                    "l1" => sparse_weight(64 * 64, 25, d, 7),
+                    _ => {
+                        let keep = sparse_weight(64 * 64, 1, d, 7);
+                        let v = values(64 * 64 * 25, 8);
+                        let w = (0..v.len())
+                            .map(|i| {
+                                if keep.data()[i / 25] != 0.0 {
+                                    v[i]
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect();
+                        Tensor::from_vec(&[64 * 64, 25], w).expect("w")
+                    }
+                };
+                let w = w.reshape(&shape).expect("shape");
+                let s = SparseConv::from_dense(w.data(), shape);
+                let id = format!("{:.0}", d * 100.0);
+                group.bench_function(BenchmarkId::new("dense_forward", &id), |bch| {
+                    bch.iter(|| conv2d::forward(black_box(&x), &w, None, spec))
+                });
+                group.bench_function(BenchmarkId::new("sparse_forward", &id), |bch| {
+                    bch.iter(|| sparse_conv2d::forward(black_box(&x), &s, None, spec))
+                });
+                // Forward and input gradient on a tape (the weight gradient,
+                // dense on both paths, is not asked for: `w` is a constant).
+                let seed = Tensor::full(&[batch, 64, 8, 8], 1.0);
+                group.bench_function(BenchmarkId::new("dense_fwd_input_grad", &id), |bch| {
+                    bch.iter(|| {
+                        let mut t = Tape::new();
+                        let (xv, wv) = (t.leaf(x.clone()), t.constant(w.clone()));
+                        let y = t.conv2d(xv, wv, None, spec);
+                        t.backward_with(y, seed.clone());
+                        black_box(t.len())
+                    })
+                });
+                group.bench_function(BenchmarkId::new("sparse_fwd_input_grad", &id), |bch| {
+                    bch.iter(|| {
+                        let mut t = Tape::new();
+                        let (xv, wv) = (t.leaf(x.clone()), t.constant(w.clone()));
+                        let y = t.sparse_conv2d(xv, wv, None, spec, &s);
+                        t.backward_with(y, seed.clone());
+                        black_box(t.len())
+                    })
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(300)).measurement_time(std::time::Duration::from_millis(800));
-    targets = bench_mlp, bench_linear
+    targets = bench_mlp, bench_conv, bench_linear
 }
 criterion_main!(benches);

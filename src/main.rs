@@ -45,6 +45,10 @@ enum Command {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
+        /// Write each weight as CSR tensors (`<name>.crow_indices`,
+        /// `<name>.col_indices`, `<name>.values`) instead of a dense one.
+        #[arg(long)]
+        sparse: bool,
     },
     /// Plot one metric of several runs over epochs as an SVG (e.g. to compare optimizers).
     Plot {
@@ -147,7 +151,11 @@ fn main() -> ExitCode {
             dense_kernels,
             timing,
         } => eval(&checkpoint, data_dir, dense_kernels, timing),
-        Command::Export { checkpoint, out } => export_cmd(&checkpoint, &out),
+        Command::Export {
+            checkpoint,
+            out,
+            sparse,
+        } => export_cmd(&checkpoint, &out, sparse),
         Command::Inspect { checkpoint } => inspect(&checkpoint),
         Command::Plot {
             metric,
@@ -415,8 +423,8 @@ fn eval(
     Ok(())
 }
 
-fn export_cmd(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
-    let n = export::export(&checkpoint_path(ckpt), out)?;
+fn export_cmd(ckpt: &Path, out: &Path, sparse: bool) -> Result<(), TrainError> {
+    let n = export::export(&checkpoint_path(ckpt), out, sparse)?;
     println!("wrote {n} tensors to {}", out.display());
     Ok(())
 }

@@ -346,6 +346,73 @@ fn diverging_loss_stops_with_epoch_and_batch() {
     );
 }
 
+/// `export --sparse` writes each weight as the CSR triplet of
+/// `torch.sparse_csr_tensor` (int32 indices), biases dense; the triplets
+/// rebuild the checkpoint's weights exactly, and the file of a ~1%-dense
+/// MLP is over 10× smaller than the dense export.
+#[test]
+fn sparse_export_rebuilds_the_weights_and_is_small() {
+    let out = tmp("export-sparse");
+    ok(&[
+        "train",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let ckpt = out.join("checkpoint.safetensors");
+    let (dense_file, sparse_file) = (
+        out.join("dense.safetensors"),
+        out.join("sparse.safetensors"),
+    );
+    ok(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        dense_file.to_str().unwrap(),
+    ]);
+    let msg = ok(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        sparse_file.to_str().unwrap(),
+        "--sparse",
+    ]);
+    assert!(msg.contains("wrote 12 tensors"), "{msg}");
+    let exported = bregman::train::export::read_exported(&sparse_file).unwrap();
+    let get = |n: &str| &exported.iter().find(|(name, _)| name == n).unwrap().1;
+    let ck = bregman::train::checkpoint::load(&ckpt).unwrap();
+    for layer in ["layers.0", "layers.2", "layers.4"] {
+        let w = &ck.tensors[&format!("model.{layer}.weight")];
+        let (rows, cols) = (w.dim(0), w.dim(1));
+        let crow = get(&format!("{layer}.weight.crow_indices"));
+        let col = get(&format!("{layer}.weight.col_indices"));
+        let val = get(&format!("{layer}.weight.values"));
+        assert_eq!(crow.len(), rows + 1);
+        let mut rebuilt = vec![0.0f32; rows * cols];
+        for r in 0..rows {
+            for k in crow.data()[r] as usize..crow.data()[r + 1] as usize {
+                rebuilt[r * cols + col.data()[k] as usize] = val.data()[k];
+            }
+        }
+        assert_eq!(rebuilt, w.data(), "{layer}");
+        assert_eq!(
+            get(&format!("{layer}.bias")).data(),
+            ck.tensors[&format!("model.{layer}.bias")].data()
+        );
+    }
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&sparse_file) * 10 < size(&dense_file),
+        "sparse export {} bytes vs dense {}",
+        size(&sparse_file),
+        size(&dense_file)
+    );
+}
+
 #[test]
 fn export_round_trips_names_shapes_values() {
     let out = tmp("export");

@@ -137,7 +137,7 @@ impl Module for BasicBlock {
         format!(
             "BasicBlock {}→{}, stride {}{}",
             self.conv1.in_channels(),
-            self.conv2.weight.value.dim(0),
+            self.conv2.weight().value.dim(0),
             self.conv1.spec.stride,
             if self.shortcut.is_some() {
                 ", projection shortcut"

@@ -1,23 +1,34 @@
 //! `Conv2d`: 2-D convolution, weight `[out, in, k, k]` (PyTorch `nn.Conv2d`).
+//!
+//! A stride-1 convolution whose weight is sparse enough (see
+//! [`sparse_conv_pays`]) runs its forward pass and input gradient on the
+//! non-zero taps ([`bregman_tensor::sparse::SparseConv`]); the weight
+//! gradient is always dense.
+
+use std::cell::Ref;
 
 use bregman_autodiff::{ops, Conv2dSpec, Tape, Var};
+use bregman_tensor::sparse::{sparse_conv_pays, SparseConv};
 use bregman_tensor::Tensor;
 use rand::Rng;
 
 use crate::init::{default_bound, uniform};
+use crate::kernels::SparseForm;
 use crate::module::expect_shape;
-use crate::{LayerError, Module, ParamKind, Parameter};
+use crate::{Kernels, LayerError, Module, ParamKind, Parameter};
+
+/// No sparse form is built above this density (no shape pays there).
+const MAX_SPARSE_DENSITY: f64 = 0.5;
 
 /// A 2-D convolution with square kernels.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     name: String,
-    /// Weight `[out, in, k, k]`.
-    pub weight: Parameter,
-    /// Optional bias `[out]`.
-    pub bias: Option<Parameter>,
+    weight: Parameter,
+    bias: Option<Parameter>,
     /// Stride and padding.
     pub spec: Conv2dSpec,
+    sparse: SparseForm<SparseConv>,
 }
 
 impl Conv2d {
@@ -45,7 +56,40 @@ impl Conv2d {
             weight,
             bias,
             spec: Conv2dSpec { stride, padding },
+            sparse: SparseForm::default(),
         }
+    }
+
+    /// Weight `[out, in, k, k]` (changed only through [`Module::params_mut`]).
+    pub fn weight(&self) -> &Parameter {
+        &self.weight
+    }
+
+    /// Bias `[out]`.
+    pub fn bias(&self) -> Option<&Parameter> {
+        self.bias.as_ref()
+    }
+
+    /// The weight's sparse form, when the sparse kernels run (in a training
+    /// step, or for inference).
+    fn sparse_for(&self, training: bool) -> Option<Ref<'_, SparseConv>> {
+        if self.spec.stride != 1 {
+            return None;
+        }
+        let w = self.weight.value.shape();
+        let wshape = [w[0], w[1], w[2], w[3]];
+        self.sparse.get(
+            self.weight.value.data(),
+            MAX_SPARSE_DENSITY,
+            |d| sparse_conv_pays(d, training),
+            |s, v| s.refill(v, wshape),
+        )
+    }
+
+    /// Whether the sparse kernels run with the current weight, in a training
+    /// step (`training`) or for inference.
+    pub fn runs_sparse(&self, training: bool) -> bool {
+        self.sparse_for(training).is_some()
     }
 
     /// Input channels.
@@ -83,19 +127,26 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward<'a>(&'a self, tape: &mut Tape<'a>, x: Var) -> Result<Var, LayerError> {
         self.check(tape.value(x).shape())?;
+        let sparse = self.sparse_for(true);
         let w = tape.param(&self.weight.value);
         let b = self.bias.as_ref().map(|b| tape.param(&b.value));
-        Ok(tape.conv2d(x, w, b, self.spec))
+        Ok(match sparse {
+            Some(sparse) => tape.sparse_conv2d(x, w, b, self.spec, sparse),
+            None => tape.conv2d(x, w, b, self.spec),
+        })
     }
 
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
         self.check(x.shape())?;
-        Ok(ops::conv2d::forward(
-            x,
-            &self.weight.value,
-            self.bias.as_ref().map(|b| &b.value),
-            self.spec,
-        ))
+        let b = self.bias.as_ref().map(|b| &b.value);
+        Ok(match self.sparse_for(false) {
+            Some(sparse) => ops::sparse_conv2d::forward(x, &sparse, b, self.spec),
+            None => ops::conv2d::forward(x, &self.weight.value, b, self.spec),
+        })
+    }
+
+    fn set_kernels(&mut self, kernels: Kernels) {
+        self.sparse.set_kernels(kernels);
     }
 
     fn params(&self) -> Vec<&Parameter> {
@@ -105,6 +156,8 @@ impl Module for Conv2d {
     }
 
     fn params_mut(&mut self) -> Vec<&mut Parameter> {
+        // The caller may change the weight: rebuild the sparse form on next use.
+        self.sparse.invalidate();
         std::iter::once(&mut self.weight)
             .chain(self.bias.as_mut())
             .collect()

@@ -59,20 +59,22 @@ impl Dense {
         self.bias.as_ref()
     }
 
-    /// The weight's sparse form, when the sparse kernels run for a batch of `n`.
-    fn sparse_for(&self, n: usize) -> Option<Ref<'_, SparseLinear>> {
+    /// The weight's sparse form, when the sparse kernels run for a batch of
+    /// `n` (in a training step, or for inference).
+    fn sparse_for(&self, n: usize, training: bool) -> Option<Ref<'_, SparseLinear>> {
         let (out, input) = (self.output_size(), self.input_size());
         self.sparse.get(
             self.weight.value.data(),
             MAX_SPARSE_DENSITY,
-            |d| sparse_linear_pays(d, n),
+            |d| sparse_linear_pays(d, n, training),
             |s, w| s.refill(w, out, input),
         )
     }
 
-    /// Whether a batch of `n` runs the sparse kernels with the current weight.
-    pub fn runs_sparse(&self, n: usize) -> bool {
-        self.sparse_for(n).is_some()
+    /// Whether a batch of `n` runs the sparse kernels with the current
+    /// weight, in a training step (`training`) or for inference.
+    pub fn runs_sparse(&self, n: usize, training: bool) -> bool {
+        self.sparse_for(n, training).is_some()
     }
 
     /// Input features.
@@ -101,7 +103,7 @@ impl Module for Dense {
         let n = tape.value(x).dim(0);
         let w = tape.param(&self.weight.value);
         let b = self.bias.as_ref().map(|b| tape.param(&b.value));
-        Ok(match self.sparse_for(n) {
+        Ok(match self.sparse_for(n, true) {
             Some(sparse) => tape.sparse_linear(x, w, b, sparse),
             None => tape.linear(x, w, b),
         })
@@ -110,7 +112,7 @@ impl Module for Dense {
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
         self.check(x.shape())?;
         let b = self.bias.as_ref().map(|b| &b.value);
-        Ok(match self.sparse_for(x.dim(0)) {
+        Ok(match self.sparse_for(x.dim(0), false) {
             Some(sparse) => ops::sparse_linear::forward(x, &sparse, b),
             None => ops::linear::forward(x, &self.weight.value, b),
         })

@@ -28,14 +28,14 @@ pub struct Conv2dSpec {
     pub padding: usize,
 }
 
-fn geometry(x: &Tensor, w: &Tensor, spec: Conv2dSpec) -> ConvGeometry {
+pub(crate) fn geometry(x: &Tensor, w: &[usize], spec: Conv2dSpec) -> ConvGeometry {
     assert!(
-        w.ndim() == 4 && x.ndim() == 4 && w.dim(1) == x.dim(1),
+        w.len() == 4 && x.ndim() == 4 && w[1] == x.dim(1),
         "conv2d: input {:?} and weight {:?} do not fit (need NCHW and [OC, C, k, k])",
         x.shape(),
-        w.shape()
+        w
     );
-    ConvGeometry::new(x.shape(), w.dim(2), w.dim(3), spec.stride, spec.padding)
+    ConvGeometry::new(x.shape(), w[2], w[3], spec.stride, spec.padding)
         .unwrap_or_else(|e| panic!("conv2d: {e}"))
 }
 
@@ -124,7 +124,7 @@ fn forward_with_cols(
     spec: Conv2dSpec,
     for_backward: bool,
 ) -> (Tensor, Option<Tensor>, ConvGeometry) {
-    let g = geometry(x, w, spec);
+    let g = geometry(x, w.shape(), spec);
     let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
     if let Some(b) = b {
         assert!(
@@ -273,6 +273,35 @@ fn weight_grad_tap(
     dw
 }
 
+/// `∂L/∂W` (`w`'s shape) from the NCHW output gradient `gd`: `∂L/∂W_tap =
+/// Σ_n G_n · cols_n` (see [`weight_grad_tap`]), permuted to `W`'s layout.
+pub(crate) fn weight_grad(
+    gd: &[f32],
+    x: &Tensor,
+    cols: Option<&Tensor>,
+    g: &ConvGeometry,
+    w: &Tensor,
+) -> Tensor {
+    let oc = w.dim(0);
+    let dw_tap = weight_grad_tap(gd, x, cols, g, oc);
+    let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
+    Tensor::from_vec(w.shape(), dw).expect("weight shape")
+}
+
+/// Runs `f(scratch, image's block of the output, image's part of b)` over
+/// `n` images into a new buffer of `n` blocks of `a_len` values (as
+/// [`per_image`], for the sparse convolution).
+pub(crate) fn per_image_blocks<S>(
+    n: usize,
+    a_len: usize,
+    b: &[f32],
+    b_len: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &mut [f32], &[f32]) + Sync,
+) -> Vec<f32> {
+    per_image(n, a_len, b, b_len, init, |_, s, a, bi| f(s, a, bi))
+}
+
 struct Conv2dBackward {
     /// The batch's columns, when the weight gradient needs them all at once.
     cols: Option<Tensor>,
@@ -306,12 +335,7 @@ impl Backward for Conv2dBackward {
             );
             Tensor::from_vec(&[g.n, g.c, g.h, g.w], dx).expect("sizes from geometry")
         });
-        // ∂L/∂W_tap = Σ_n G_n · cols_n (see `weight_grad_tap`), then to W's layout.
-        let dw = needs[1].then(|| {
-            let dw_tap = weight_grad_tap(grad.data(), inputs[0], self.cols.as_ref(), g, oc);
-            let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
-            Tensor::from_vec(w.shape(), dw).expect("weight shape")
-        });
+        let dw = needs[1].then(|| weight_grad(grad.data(), inputs[0], self.cols.as_ref(), g, w));
         let mut out = vec![dx, dw];
         if inputs.len() == 3 {
             out.push(needs[2].then(|| grad.sum_channels()));

@@ -17,6 +17,7 @@ pub mod relu;
 pub mod reshape;
 pub mod scale;
 pub mod sigmoid;
+pub mod sparse_conv2d;
 pub mod sparse_linear;
 pub mod sub;
 pub mod sum;

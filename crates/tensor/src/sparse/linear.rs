@@ -10,7 +10,7 @@
 //!
 //! For a batch of one the vectors are their own transposes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
@@ -20,22 +20,31 @@ use crate::sparse::Csr;
 use crate::transpose::{transpose_into, transpose_into_uninit};
 
 /// Whether the sparse products beat the dense GEMM for a weight with this
-/// share of non-zeros at this batch size — the break-even densities
-/// measured by `benches/sparse.rs` (docs/BENCHMARKS.md), with a margin so
-/// that a layer near the break-even stays dense.
-pub fn sparse_linear_pays(density: f64, batch: usize) -> bool {
-    // The transposes around the kernel cost as much as a few percent of the
-    // dense product; a batch of one needs none and the dense product is
-    // bound by reading W, so the sparse one pays up to a higher density.
-    let break_even = if batch == 1 { 0.30 } else { 0.15 };
+/// share of non-zeros at this batch size, for inference (`training` false:
+/// the forward product only) or for a training step (the forward product
+/// and the input gradient). The break-even densities measured by
+/// `benches/sparse.rs` (docs/BENCHMARKS.md; MNIST fc1 784→200 and a
+/// denoiser layer 784→784, Intel Xeon) are about 25% for the forward product
+/// at batch 128, above 50% at batch 1 (where the dense product is bound by
+/// reading `W`), and 15–25% for the input gradient; the rule stays below
+/// them with a margin.
+pub fn sparse_linear_pays(density: f64, batch: usize, training: bool) -> bool {
+    let break_even = match (training, batch) {
+        (false, 1) => 0.5,
+        (false, _) => 0.2,
+        (true, _) => 0.15,
+    };
     density <= break_even
 }
 
-/// `W` and `Wᵀ` of a dense layer in CSR form (see the module docs).
+/// `W` and `Wᵀ` of a dense layer in CSR form (see the module docs). `Wᵀ` is
+/// built on the first input gradient after a refill (a first layer, whose
+/// input needs no gradient, never builds it).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SparseLinear {
     w: Csr,
-    wt: Csr,
+    wt: RefCell<Csr>,
+    wt_fresh: Cell<bool>,
 }
 
 impl SparseLinear {
@@ -49,13 +58,13 @@ impl SparseLinear {
     }
 
     /// Rebuilds the sparse form from `w` in place (no allocation once the
-    /// support has stopped growing): one pass over `w`, then a counting sort
-    /// for `Wᵀ`.
+    /// support has stopped growing): one pass over `w` (`Wᵀ` follows by a
+    /// counting sort when first needed).
     ///
     /// **Panics** if `w.len() != out·in`.
     pub fn refill(&mut self, w: &[f32], out: usize, input: usize) {
         self.w.fill_from_dense(w, out, input);
-        self.wt.fill_transpose_of(&self.w);
+        self.wt_fresh.set(false);
     }
 
     /// `W` (`[out, in]`).
@@ -103,7 +112,11 @@ impl SparseLinear {
             n * out,
             "SparseLinear: gradient is not [{n}, {out}]"
         );
-        by_batch_blocks(&self.wt, g, n)
+        if !self.wt_fresh.get() {
+            self.wt.borrow_mut().fill_transpose_of(&self.w);
+            self.wt_fresh.set(true);
+        }
+        by_batch_blocks(&self.wt.borrow(), g, n)
     }
 
     /// Share of non-zero weights.
@@ -215,5 +228,22 @@ mod tests {
             let dx = s.input_grad(&g, n);
             assert!(close(&dx, want_dx.data()), "input grad {n}×{out}→{input}");
         }
+    }
+
+    /// A refill replaces both `W` and (when next needed) `Wᵀ`.
+    #[test]
+    fn refill_replaces_the_transpose_too() {
+        let (n, out, input) = (3, 6, 5);
+        let (w1, w2) = (sparse_values(30, 0.5, 1), sparse_values(30, 0.5, 2));
+        let g = pseudo(n * out, 3);
+        let mut s = SparseLinear::from_dense(&w1, out, input);
+        let _ = s.input_grad(&g, n);
+        s.refill(&w2, out, input);
+        let fresh = SparseLinear::from_dense(&w2, out, input);
+        assert_eq!(s.input_grad(&g, n), fresh.input_grad(&g, n));
+        assert_eq!(
+            s.forward(&pseudo(n * input, 4), n, None),
+            fresh.forward(&pseudo(n * input, 4), n, None)
+        );
     }
 }

@@ -13,13 +13,18 @@
 //! - [`SparseLinear`]: a dense layer's weight `W` and its transpose in CSR
 //!   form, with the layer's forward product `Y = X·Wᵀ` and input gradient
 //!   `∂L/∂X = G·W`.
+//! - [`SparseConv`]: a stride-1 convolution's weight, with the forward pass
+//!   and the input gradient of one image on the non-zero taps (implicit
+//!   im2col: each weight reads a shifted window of the padded image).
 //!
 //! The weight gradient `∂L/∂W = Gᵀ·X` stays dense: LinBreg and AdaBreg need
 //! it for every weight, zero or not — that is how weights enter the support.
 
+mod conv;
 mod csr;
 mod linear;
 pub mod spmm;
 
+pub use conv::{sparse_conv_pays, ConvPlan, ConvScratch, SparseConv};
 pub use csr::{count_nonzero, density, Csr};
 pub use linear::{sparse_linear_pays, SparseLinear};

@@ -12,8 +12,8 @@
 //! tile of `R` vectors of `C` (8 × 16 outputs with AVX-512, 8 × 8 with AVX2)
 //! stays in registers for the whole row; each non-zero is broadcast once and
 //! feeds `R` fused multiply-adds with `R` contiguous loads of `B`'s row. The
-//! last outputs of a row that do not fill a tile take one tile of `R/2`
-//! vectors, then single vectors, then scalars.
+//! last whole vectors of a row that do not fill a tile take one narrower
+//! tile (all its vectors independent chains), the last values scalars.
 //!
 //! **Bits.** Every output is one chain of fused multiply-adds over the row's
 //! non-zeros in increasing column order, starting from 0, whatever the tile,
@@ -51,20 +51,57 @@ pub fn spmm(s: &Csr, b: &[f32], ldb: usize, q: usize, c: &mut [f32], parallel: b
     run(s, s.col_idx(), ldb, b, q, c, parallel);
 }
 
+/// Per non-zero of a sparse matrix, where its row of the dense operand
+/// starts (element offsets), with their maximum computed once, so that the
+/// bounds check of every product that uses them is O(1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Offsets {
+    offsets: Vec<u32>,
+    max: u32,
+}
+
+impl Offsets {
+    /// Offsets from a list, one per non-zero in the matrix's order.
+    pub fn new(offsets: Vec<u32>) -> Offsets {
+        let max = offsets.iter().copied().max().unwrap_or(0);
+        Offsets { offsets, max }
+    }
+
+    /// The offsets.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.offsets
+    }
+}
+
 /// `C[M×Q] = S · B` where the `k`-th non-zero of `S` reads `B`'s row at
-/// `b[offsets[k]..][..Q]`: `offsets` has one entry per non-zero, in `S`'s
-/// order (a convolution maps each `(channel, tap)` column to where its
-/// shifted window starts).
+/// `b[offsets[k]..][..Q]`: one offset per non-zero, in `S`'s order (a
+/// convolution maps each `(channel, tap)` column to where its shifted window
+/// starts).
 ///
-/// **Panics** if `offsets.len() != nnz`, an offset plus `Q` overruns `b`, or
-/// `c.len() != M·Q`.
-pub fn spmm_offsets(s: &Csr, offsets: &[u32], b: &[f32], q: usize, c: &mut [f32], parallel: bool) {
+/// **Panics** if there is not one offset per non-zero, the largest offset
+/// plus `Q` overruns `b`, or `c.len() != M·Q`.
+pub fn spmm_offsets(
+    s: &Csr,
+    offsets: &Offsets,
+    b: &[f32],
+    q: usize,
+    c: &mut [f32],
+    parallel: bool,
+) {
     assert_eq!(
-        offsets.len(),
+        offsets.offsets.len(),
         s.nnz(),
         "spmm_offsets: one offset per non-zero"
     );
-    run(s, offsets, 1, b, q, c, parallel);
+    if s.nnz() > 0 {
+        assert!(
+            offsets.max as usize + q <= b.len(),
+            "spmm: B has {} values, a row of S reads up to {}",
+            b.len(),
+            offsets.max as usize + q
+        );
+    }
+    run(s, &offsets.offsets, 1, b, q, c, parallel);
 }
 
 /// Bounds checks, then the rows, split over rayon tasks or not.
@@ -79,18 +116,15 @@ fn run(s: &Csr, idx: &[u32], ldb: usize, b: &[f32], q: usize, c: &mut [f32], par
     if q == 0 || m == 0 {
         return;
     }
-    // The largest index: S's last column (spmm), or the largest offset.
-    let max = if ldb == 1 && !std::ptr::eq(idx, s.col_idx()) {
-        idx.iter().max().copied()
-    } else {
-        s.cols().checked_sub(1).map(|c| c as u32)
-    };
-    if let (Some(max), true) = (max, s.nnz() > 0) {
+    // `spmm_offsets` checked its offsets; for `spmm` the largest index is
+    // at most S's last column.
+    if std::ptr::eq(idx, s.col_idx()) && s.nnz() > 0 {
+        let max = s.cols() - 1;
         assert!(
-            max as usize * ldb + q <= b.len(),
+            max * ldb + q <= b.len(),
             "spmm: B has {} values, a row of S reads up to {}",
             b.len(),
-            max as usize * ldb + q
+            max * ldb + q
         );
     }
     let args = Rows {
@@ -207,7 +241,7 @@ macro_rules! spmm_kernel {
         /// As `Rows::compute`, and the CPU has the features.
         #[target_feature(enable = $features)]
         pub(super) unsafe fn rows(a: Rows, rows: Range<usize>, c: *mut f32) {
-            let (q, b, ldb) = (a.q, a.b.as_ptr(), a.ldb);
+            let q = a.q;
             // SAFETY: every pointer below stays within `b` (checked in `run`:
             // `idx·ldb + Q ≤ len`) and within the `Q` outputs of row `i` of `c`.
             unsafe {
@@ -216,43 +250,54 @@ macro_rules! spmm_kernel {
                     let crow = c.add(r * q);
                     let mut t0 = 0;
                     while t0 + R * L <= q {
-                        let mut acc: [$vec; R] = [$setzero(); R];
-                        for (&j, &v) in idx.iter().zip(vals) {
-                            let w = $set1(v);
-                            let p = b.add(j as usize * ldb + t0);
-                            for (k, acc) in acc.iter_mut().enumerate() {
-                                *acc = $fmadd(w, $loadu(p.add(k * L)), *acc);
-                            }
-                        }
-                        for (k, acc) in acc.iter().enumerate() {
-                            $storeu(crow.add(t0 + k * L), *acc);
-                        }
+                        tile::<R>(&a, idx, vals, t0, crow);
                         t0 += R * L;
                     }
-                    if t0 + R / 2 * L <= q {
-                        let mut acc: [$vec; R / 2] = [$setzero(); R / 2];
-                        for (&j, &v) in idx.iter().zip(vals) {
-                            let w = $set1(v);
-                            let p = b.add(j as usize * ldb + t0);
-                            for (k, acc) in acc.iter_mut().enumerate() {
-                                *acc = $fmadd(w, $loadu(p.add(k * L)), *acc);
-                            }
-                        }
-                        for (k, acc) in acc.iter().enumerate() {
-                            $storeu(crow.add(t0 + k * L), *acc);
-                        }
-                        t0 += R / 2 * L;
+                    // The vectors left over take one tile of their own width,
+                    // so that they, too, are independent chains.
+                    let left = (q - t0) / L;
+                    match left {
+                        1 => tile::<1>(&a, idx, vals, t0, crow),
+                        2 => tile::<2>(&a, idx, vals, t0, crow),
+                        3 => tile::<3>(&a, idx, vals, t0, crow),
+                        4 => tile::<4>(&a, idx, vals, t0, crow),
+                        5 => tile::<5>(&a, idx, vals, t0, crow),
+                        6 => tile::<6>(&a, idx, vals, t0, crow),
+                        7 => tile::<7>(&a, idx, vals, t0, crow),
+                        _ => {}
                     }
-                    while t0 + L <= q {
-                        let mut acc = $setzero();
-                        for (&j, &v) in idx.iter().zip(vals) {
-                            let p = b.add(j as usize * ldb + t0);
-                            acc = $fmadd($set1(v), $loadu(p), acc);
-                        }
-                        $storeu(crow.add(t0), acc);
-                        t0 += L;
+                    scalar_tail(&a, idx, vals, t0 + left * L, crow);
+                }
+            }
+        }
+
+        /// Outputs `t0..t0 + V·L` of one row: `V` vectors in registers for the
+        /// whole row, one broadcast and `V` loads and FMAs per non-zero.
+        ///
+        /// # Safety
+        /// As `rows`, with `t0 + V·L ≤ Q`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile<const V: usize>(
+            a: &Rows,
+            idx: &[u32],
+            vals: &[f32],
+            t0: usize,
+            crow: *mut f32,
+        ) {
+            let (b, ldb) = (a.b.as_ptr(), a.ldb);
+            // SAFETY: as `rows`.
+            unsafe {
+                let mut acc: [$vec; V] = [$setzero(); V];
+                for (&j, &v) in idx.iter().zip(vals) {
+                    let w = $set1(v);
+                    let p = b.add(j as usize * ldb + t0);
+                    for (k, acc) in acc.iter_mut().enumerate() {
+                        *acc = $fmadd(w, $loadu(p.add(k * L)), *acc);
                     }
-                    scalar_tail(&a, idx, vals, t0, crow);
+                }
+                for (k, acc) in acc.iter().enumerate() {
+                    $storeu(crow.add(t0 + k * L), *acc);
                 }
             }
         }
@@ -343,6 +388,8 @@ mod tests {
             (6, 8, 20, 0.0),
             (64, 200, 128, 0.03),
             (10, 40, 64 + 16 + 3, 0.2),
+            (8, 50, 96, 0.3),
+            (3, 20, 7 * 16 + 5, 0.5),
         ] {
             let s = Csr::from_dense(&sparse_values(m * k, density, m as u32), m, k);
             let ldb = q + 3;
@@ -365,7 +412,7 @@ mod tests {
         let s = Csr::from_dense(&sparse_values(6 * 10, 0.5, 4), 6, 10);
         let buf = pseudo(200, 5);
         // Column j's "row" starts at 3·j + 1 (overlapping windows).
-        let offsets: Vec<u32> = s.col_idx().iter().map(|&j| 3 * j + 1).collect();
+        let offsets = Offsets::new(s.col_idx().iter().map(|&j| 3 * j + 1).collect());
         let q = 40;
         let mut c = vec![0.0; 6 * q];
         spmm_offsets(&s, &offsets, &buf, q, &mut c, false);
