@@ -199,6 +199,40 @@ fn one_and_two_threads_give_identical_metrics() {
     assert_eq!(without_seconds(&a), without_seconds(&b));
 }
 
+/// Three epochs with the sparse kernels (the main job's weights are 1–3%
+/// dense, so every layer runs them) against `--dense-kernels`: accuracies
+/// within 0.1 pp, losses within 1e-4 relative (only the summation order
+/// differs), the same sparsity.
+#[test]
+fn sparse_kernels_train_like_dense_kernels() {
+    let (a, b) = (tmp("kernels-sparse"), tmp("kernels-dense"));
+    for (dir, extra) in [(&a, None), (&b, Some("--dense-kernels"))] {
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "3",
+            "--out",
+            dir.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend(extra);
+        ok(&args);
+    }
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    assert_eq!(ma.len(), 3);
+    for (ra, rb) in ma.iter().zip(&mb) {
+        for key in ["train_loss", "val_loss", "test_loss"] {
+            let (x, y): (f64, f64) = (ra[key].parse().unwrap(), rb[key].parse().unwrap());
+            assert!((x - y).abs() <= 1e-4 * y.abs(), "{key}: {x} vs {y}");
+        }
+        for key in ["train_acc", "val_acc", "test_acc"] {
+            let (x, y): (f64, f64) = (ra[key].parse().unwrap(), rb[key].parse().unwrap());
+            assert!((x - y).abs() <= 0.001, "{key}: {x} vs {y}");
+        }
+        assert_eq!(ra["n_total"], rb["n_total"]);
+    }
+}
+
 #[test]
 fn invalid_flags_give_one_line_errors() {
     let cases: &[(&[&str], &str)] = &[

@@ -84,3 +84,66 @@ fn conv_and_batchnorm_agree_bitwise_across_thread_counts() {
         }
     }
 }
+
+/// The sparse paths: a sparse dense layer (batch 300: several batch blocks
+/// run as tasks; and batch 40: one block with its rows split) and a sparse
+/// convolution, forward and all gradients.
+fn sparse_gradients(batch: usize) -> Vec<Vec<f32>> {
+    use bregman_tensor::sparse::{SparseConv, SparseLinear};
+    let sparsify = |t: Tensor, keep: usize| {
+        let v = t
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i % keep == 0 { v } else { 0.0 })
+            .collect();
+        Tensor::from_vec(t.shape(), v).unwrap()
+    };
+    let x = values(&[batch, 3, 10, 10], 11);
+    let wc = sparsify(values(&[16, 3, 3, 3], 12), 7);
+    let wl = sparsify(values(&[30, 16 * 10 * 10], 13), 20);
+    let bl = values(&[30], 14);
+    let sc = SparseConv::from_dense(wc.data(), [16, 3, 3, 3]);
+    let sl = SparseLinear::from_dense(wl.data(), 30, 1600);
+    let mut tape = Tape::new();
+    let xv = tape.leaf(x);
+    let (wcv, wlv, blv) = (tape.param(&wc), tape.param(&wl), tape.param(&bl));
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+    };
+    let h = tape.sparse_conv2d(xv, wcv, None, spec, &sc);
+    let h = tape.reshape(h, &[batch, 1600]);
+    let y = tape.sparse_linear(h, wlv, Some(blv), &sl);
+    let loss = tape.sum(y);
+    let loss = tape.mul(loss, loss);
+    tape.backward(loss);
+    let mut out = vec![tape.value(y).data().to_vec()];
+    for v in [xv, wcv, wlv, blv] {
+        out.push(tape.grad(v).expect("gradient").data().to_vec());
+    }
+    out
+}
+
+#[test]
+fn sparse_kernels_agree_bitwise_across_thread_counts() {
+    for batch in [40, 300] {
+        let run = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(|| sparse_gradients(batch))
+        };
+        let one = run(1);
+        for n in [2, 4] {
+            let other = run(n);
+            for (i, (a, b)) in one.iter().zip(&other).enumerate() {
+                assert!(
+                    a == b,
+                    "batch {batch}: value {i} differs between 1 and {n} threads"
+                );
+            }
+        }
+    }
+}
