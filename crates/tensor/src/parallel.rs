@@ -129,6 +129,45 @@ pub fn zeroed_chunks<S>(
     out
 }
 
+/// Builds a buffer of `len` values in chunks of `chunk` that
+/// `fill(state, index, chunk)` writes without their being zeroed first (for
+/// kernels that overwrite their whole output), otherwise as
+/// [`zeroed_chunks`].
+///
+/// # Safety
+/// `fill` must write every element of the chunk it is handed.
+pub unsafe fn written_chunks<S>(
+    len: usize,
+    chunk: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync,
+    fill: impl Fn(&mut S, usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
+        return out;
+    }
+    let chunk = chunk.max(1);
+    let run = |state: &mut S, (i, c): (usize, &mut [MaybeUninit<f32>])| fill(state, i, c);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if parallel {
+        spare
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each_init(&init, run);
+    } else {
+        let mut state = init();
+        spare
+            .chunks_mut(chunk)
+            .enumerate()
+            .for_each(|item| run(&mut state, item));
+    }
+    // SAFETY: the chunks cover all `len` elements and the caller's `fill`
+    // wrote each.
+    unsafe { out.set_len(len) };
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@ pub(crate) fn geometry(x: &Tensor, w: &[usize], spec: Conv2dSpec) -> ConvGeometr
 /// Below this batch size a convolution runs its images one after another with
 /// a parallel GEMM each; from it on, images run in parallel with a serial GEMM
 /// each. Both choices depend on the batch size only, never on the thread count.
-const PARALLEL_IMAGES: usize = 4;
+pub(crate) const PARALLEL_IMAGES: usize = 4;
 
 /// Builds an output of `n` blocks of `a_len` values, one per image: runs
 /// `f(serial, scratch, image's block of the output, image's part of b)` for
@@ -286,20 +286,6 @@ pub(crate) fn weight_grad(
     let dw_tap = weight_grad_tap(gd, x, cols, g, oc);
     let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
     Tensor::from_vec(w.shape(), dw).expect("weight shape")
-}
-
-/// Runs `f(scratch, image's block of the output, image's part of b)` over
-/// `n` images into a new buffer of `n` blocks of `a_len` values (as
-/// [`per_image`], for the sparse convolution).
-pub(crate) fn per_image_blocks<S>(
-    n: usize,
-    a_len: usize,
-    b: &[f32],
-    b_len: usize,
-    init: impl Fn() -> S + Sync,
-    f: impl Fn(&mut S, &mut [f32], &[f32]) + Sync,
-) -> Vec<f32> {
-    per_image(n, a_len, b, b_len, init, |_, s, a, bi| f(s, a, bi))
 }
 
 struct Conv2dBackward {

@@ -10,7 +10,9 @@ use std::ops::Deref;
 use bregman_tensor::sparse::{ConvScratch, SparseConv};
 use bregman_tensor::{ConvGeometry, Tensor};
 
-use crate::ops::conv2d::{geometry, per_image_blocks, weight_grad, Conv2dSpec};
+use bregman_tensor::parallel::written_chunks;
+
+use crate::ops::conv2d::{geometry, weight_grad, Conv2dSpec, PARALLEL_IMAGES};
 use crate::{Backward, Tape, Var};
 
 /// Forward pass without a tape.
@@ -30,21 +32,25 @@ pub fn forward(x: &Tensor, w: &SparseConv, b: Option<&Tensor>, spec: Conv2dSpec)
     }
     let img = g.c * g.h * g.w;
     let plan = w.plan(&g);
-    let y = per_image_blocks(
-        g.n,
-        oc * p,
-        x.data(),
-        img,
-        ConvScratch::default,
-        |scratch, yn, xn| {
-            w.forward_image(xn, &plan, yn, scratch);
-            if let Some(b) = b {
-                for (plane, &bo) in yn.chunks_exact_mut(p).zip(b.data()) {
-                    plane.iter_mut().for_each(|v| *v += bo);
-                }
-            }
-        },
-    );
+    let xd = x.data();
+    // SAFETY: `forward_image` writes every value of the image's block.
+    let y = unsafe {
+        written_chunks(
+            g.n * oc * p,
+            oc * p,
+            g.n >= PARALLEL_IMAGES,
+            ConvScratch::default,
+            |scratch, i, yn| {
+                w.forward_image(
+                    &xd[i * img..][..img],
+                    &plan,
+                    b.map(|b| b.data()),
+                    yn,
+                    scratch,
+                )
+            },
+        )
+    };
     Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry")
 }
 
@@ -68,14 +74,19 @@ impl<S: Deref<Target = SparseConv>> Backward for SparseConv2dBackward<S> {
         let dx = needs[0].then(|| {
             let img = g.c * g.h * g.w;
             let plan = sparse.plan(g);
-            let dx = per_image_blocks(
-                g.n,
-                img,
-                grad.data(),
-                oc * g.out_pixels(),
-                ConvScratch::default,
-                |scratch, dxn, gn| sparse.input_grad_image(gn, &plan, dxn, scratch),
-            );
+            let (gd, gl) = (grad.data(), oc * g.out_pixels());
+            // SAFETY: `input_grad_image` writes every value of the image's block.
+            let dx = unsafe {
+                written_chunks(
+                    g.n * img,
+                    img,
+                    g.n >= PARALLEL_IMAGES,
+                    ConvScratch::default,
+                    |scratch, i, dxn| {
+                        sparse.input_grad_image(&gd[i * gl..][..gl], &plan, dxn, scratch)
+                    },
+                )
+            };
             Tensor::from_vec(&[g.n, g.c, g.h, g.w], dx).expect("sizes from geometry")
         });
         let dw = needs[1].then(|| weight_grad(grad.data(), inputs[0], None, g, inputs[1]));

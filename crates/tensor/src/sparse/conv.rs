@@ -23,6 +23,8 @@
 //! 1.5× for the paper ConvNet's second convolution (8×8 outputs from 12×12
 //! inputs), 1.17× for its first.
 
+use std::mem::MaybeUninit;
+
 use crate::conv::ConvGeometry;
 use crate::sparse::spmm::{spmm_offsets, Offsets};
 use crate::sparse::Csr;
@@ -145,12 +147,20 @@ impl SparseConv {
         );
     }
 
-    /// One image's output `y: [OC, OH, OW]` (overwritten) from `x: [C, H, W]`,
-    /// without bias.
+    /// One image's output `y: [OC, OH, OW]` from `x: [C, H, W]`, plus the
+    /// bias `[OC]` if given: every value of `y` is written (it may start
+    /// uninitialised).
     ///
-    /// **Panics** if the geometry does not fit the weight, has a stride other
-    /// than 1, or a slice has the wrong length.
-    pub fn forward_image(&self, x: &[f32], plan: &ConvPlan, y: &mut [f32], s: &mut ConvScratch) {
+    /// **Panics** if the plan was made for another weight or geometry, or a
+    /// slice has the wrong length.
+    pub fn forward_image(
+        &self,
+        x: &[f32],
+        plan: &ConvPlan,
+        bias: Option<&[f32]>,
+        y: &mut [MaybeUninit<f32>],
+        s: &mut ConvScratch,
+    ) {
         let g = &plan.geom;
         self.check(plan, g);
         let [oc, c, _, kw] = self.shape;
@@ -177,18 +187,22 @@ impl SparseConv {
             &mut s.wide[..oc * q],
             false,
         );
-        crop(&s.wide, oc, (g.oh, wp), (0, 0), (g.oh, g.ow), y);
+        if let Some(b) = bias {
+            assert_eq!(b.len(), oc, "SparseConv: bias length");
+        }
+        crop(&s.wide, oc, (g.oh, wp), (0, 0), (g.oh, g.ow), bias, y);
     }
 
-    /// One image's input gradient `dx: [C, H, W]` (overwritten) from the
-    /// output gradient `gy: [OC, OH, OW]`.
+    /// One image's input gradient `dx: [C, H, W]` from the output gradient
+    /// `gy: [OC, OH, OW]`: every value of `dx` is written (it may start
+    /// uninitialised).
     ///
     /// **Panics** as [`SparseConv::forward_image`].
     pub fn input_grad_image(
         &self,
         gy: &[f32],
         plan: &ConvPlan,
-        dx: &mut [f32],
+        dx: &mut [MaybeUninit<f32>],
         s: &mut ConvScratch,
     ) {
         let g = &plan.geom;
@@ -217,7 +231,7 @@ impl SparseConv {
             &mut s.wide[..c * q],
             false,
         );
-        crop(&s.wide, c, (hp, wg), (g.pad, g.pad), (g.h, g.w), dx);
+        crop(&s.wide, c, (hp, wg), (g.pad, g.pad), (g.h, g.w), None, dx);
     }
 }
 
@@ -233,6 +247,12 @@ fn pad_planes(
     dst: &mut Vec<f32>,
 ) {
     dst.clear();
+    if (hp, wp) == (h, w) {
+        // No padding: one copy, zeros only for the slack.
+        dst.extend_from_slice(&src[..n * h * w]);
+        dst.resize(n * h * w + slack, 0.0);
+        return;
+    }
     dst.resize(n * hp * wp + slack, 0.0);
     for (plane, out) in src.chunks_exact(h * w).zip(dst.chunks_exact_mut(hp * wp)) {
         for (row, out_row) in plane
@@ -257,22 +277,30 @@ fn offsets(s: &Csr, kh: usize, kw: usize, plane: usize, wp: usize) -> Offsets {
     Offsets::new(s.col_idx().iter().map(|&j| table[j as usize]).collect())
 }
 
-/// Copies the `h × w` window at `(top, left)` of each of `n` wide planes of
-/// `hw × ww` into the dense planes of `dst`.
+/// Writes the `h × w` window at `(top, left)` of each of `n` wide planes of
+/// `hw × ww` into the dense planes of `dst` (every value of `dst`), plus
+/// plane `i`'s bias `bias[i]` when given.
 fn crop(
     wide: &[f32],
     n: usize,
     (hw, ww): (usize, usize),
     (top, left): (usize, usize),
     (h, w): (usize, usize),
-    dst: &mut [f32],
+    bias: Option<&[f32]>,
+    dst: &mut [MaybeUninit<f32>],
 ) {
-    for (plane, out) in wide[..n * hw * ww]
+    assert_eq!(dst.len(), n * h * w, "SparseConv: output length");
+    for (i, (plane, out)) in wide[..n * hw * ww]
         .chunks_exact(hw * ww)
         .zip(dst.chunks_exact_mut(h * w))
+        .enumerate()
     {
+        let b = bias.map_or(0.0, |b| b[i]);
         for (y, out_row) in out.chunks_exact_mut(w).enumerate() {
-            out_row.copy_from_slice(&plane[(top + y) * ww + left..][..w]);
+            let src = &plane[(top + y) * ww + left..][..w];
+            for (o, &v) in out_row.iter_mut().zip(src) {
+                o.write(v + b);
+            }
         }
     }
 }
@@ -339,10 +367,18 @@ mod tests {
             let sc = SparseConv::from_dense(&wv, shape);
             let mut s = ConvScratch::default();
             let plan = sc.plan(&g);
-            let mut y = vec![f32::NAN; want_y.len()];
-            sc.forward_image(&x, &plan, &mut y, &mut s);
-            let mut dx = vec![f32::NAN; want_dx.len()];
+            let b = pseudo(oc, 10);
+            let mut y = vec![MaybeUninit::new(f32::NAN); want_y.len()];
+            sc.forward_image(&x, &plan, Some(&b), &mut y, &mut s);
+            let y: Vec<f32> = y.iter().map(|v| unsafe { v.assume_init() }).collect();
+            let want_y: Vec<f32> = want_y
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v + b[i / g.out_pixels()])
+                .collect();
+            let mut dx = vec![MaybeUninit::new(f32::NAN); want_dx.len()];
             sc.input_grad_image(&gy, &plan, &mut dx, &mut s);
+            let dx: Vec<f32> = dx.iter().map(|v| unsafe { v.assume_init() }).collect();
             let close = |a: &[f32], b: &[f32]| {
                 a.iter()
                     .zip(b)
