@@ -103,30 +103,12 @@ pub fn zeroed_chunks<S>(
     init: impl Fn() -> S + Sync,
     fill: impl Fn(&mut S, usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    if len == 0 {
-        return out;
+    // SAFETY: `init_default` writes every element of each chunk.
+    unsafe {
+        written_chunks(len, chunk, parallel, init, |state, i, c| {
+            fill(state, i, init_default(c))
+        })
     }
-    let chunk = chunk.max(1);
-    let run = |state: &mut S, (i, c): (usize, &mut [MaybeUninit<f32>])| {
-        fill(state, i, init_default(c));
-    };
-    let spare = &mut out.spare_capacity_mut()[..len];
-    if parallel {
-        spare
-            .par_chunks_mut(chunk)
-            .enumerate()
-            .for_each_init(&init, run);
-    } else {
-        let mut state = init();
-        spare
-            .chunks_mut(chunk)
-            .enumerate()
-            .for_each(|item| run(&mut state, item));
-    }
-    // SAFETY: the chunks cover all `len` elements and `run` initialised each.
-    unsafe { out.set_len(len) };
-    out
 }
 
 /// Builds a buffer of `len` values in chunks of `chunk` that
