@@ -17,7 +17,9 @@
 //!
 //! **Bits.** Every output is one chain of fused multiply-adds over the row's
 //! non-zeros in increasing column order, starting from 0, whatever the tile,
-//! vector width or thread split. That is the chain the dense packed GEMM
+//! vector width or thread split (a one-column product, `Q = 1`, splits each
+//! row's non-zeros round-robin over four chains summed pairwise, on every
+//! kernel alike). That is the chain the dense packed GEMM
 //! computes with the zeros skipped, and adding `0·b` to a chain leaves it
 //! unchanged (up to the sign of a zero), so with finite inputs the sparse
 //! product equals [`crate::packed`]'s dense product bit for bit except for
@@ -37,6 +39,9 @@ const PARALLEL_WORK: usize = 1 << 17;
 
 /// Rows per parallel task: the rows are cut into at most this many pieces.
 const TASKS: usize = 16;
+
+/// Independent chains per output of a one-column product (see `scalar_tail`).
+const VECTOR_CHAINS: usize = 4;
 
 /// `C[M×Q] = S · B` with `B` row-major, row `j` at `b[j·ldb..][..Q]`; `C` is
 /// row-major `M×Q` (overwritten). `parallel` allows rayon tasks over rows
@@ -186,12 +191,40 @@ impl Rows<'_> {
 }
 
 /// Outputs `t0..Q` of one row, one scalar chain each (the tail of the SIMD
-/// kernels, and the portable kernel's).
+/// kernels, and the portable kernel's). A product with a single column
+/// (`Q = 1`: a dense layer on one image) has nothing to vectorise along, and
+/// one chain per row would wait on each multiply-add in turn, so its
+/// non-zeros are split round-robin over [`VECTOR_CHAINS`] chains, summed
+/// pairwise at the end — on every kernel, so the bits still do not depend on
+/// the CPU or the thread count.
 ///
 /// # Safety
 /// As [`Rows::compute`]; `c` points at the row's first output.
 #[inline(always)]
 unsafe fn scalar_tail(a: &Rows, idx: &[u32], vals: &[f32], t0: usize, c: *mut f32) {
+    if a.q == 1 && t0 == 0 {
+        let mut acc = [0.0f32; VECTOR_CHAINS];
+        let (ic, vc) = (
+            idx.chunks_exact(VECTOR_CHAINS),
+            vals.chunks_exact(VECTOR_CHAINS),
+        );
+        let (ir, vr) = (ic.remainder(), vc.remainder());
+        for (is, vs) in ic.zip(vc) {
+            for k in 0..VECTOR_CHAINS {
+                // SAFETY: bounds checked in `run` (`ldb` is irrelevant for Q = 1
+                // only through `j·ldb + 0`, checked there).
+                let x = unsafe { *a.b.get_unchecked(is[k] as usize * a.ldb) };
+                acc[k] = vs[k].mul_add(x, acc[k]);
+            }
+        }
+        for (k, (&j, &v)) in ir.iter().zip(vr).enumerate() {
+            // SAFETY: as above.
+            acc[k] = v.mul_add(unsafe { *a.b.get_unchecked(j as usize * a.ldb) }, acc[k]);
+        }
+        // SAFETY: the row's single output.
+        unsafe { *c = (acc[0] + acc[1]) + (acc[2] + acc[3]) };
+        return;
+    }
     for t in t0..a.q {
         let mut acc = 0.0f32;
         for (&j, &v) in idx.iter().zip(vals) {
@@ -355,20 +388,25 @@ mod tests {
     use super::*;
     use crate::test_support::{pseudo, sparse_values};
 
-    /// The definition: a fused multiply-add chain over the row's non-zeros.
+    /// The definition: a fused multiply-add chain over the row's non-zeros
+    /// (for `Q = 1`: the `k`-th non-zero into chain `k mod 4`, the chains
+    /// summed pairwise).
     fn reference(s: &Csr, b: &[f32], ldb: usize, q: usize) -> Vec<f32> {
         let w = s.to_dense();
         let mut c = vec![0.0f32; s.rows() * q];
         for i in 0..s.rows() {
             for t in 0..q {
-                let mut acc = 0.0f32;
+                let mut acc = [0.0f32; 4];
+                let mut k = 0;
                 for j in 0..s.cols() {
                     let v = w[i * s.cols() + j];
                     if v != 0.0 {
-                        acc = v.mul_add(b[j * ldb + t], acc);
+                        let chain = if q == 1 { k % 4 } else { 0 };
+                        acc[chain] = v.mul_add(b[j * ldb + t], acc[chain]);
+                        k += 1;
                     }
                 }
-                c[i * q + t] = acc;
+                c[i * q + t] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
             }
         }
         c
@@ -381,6 +419,7 @@ mod tests {
     fn kernels_give_the_definitions_bits() {
         for (m, k, q, density) in [
             (7, 13, 1, 0.4),
+            (5, 90, 1, 0.3),
             (5, 9, 7, 0.5),
             (9, 30, 37, 0.2),
             (33, 70, 300, 0.05),
