@@ -234,7 +234,9 @@ impl Backend {
     /// `B` transposed took 9.4 µs there against 67 (matrixmultiply) and 118
     /// (packed, which packs all of `B` for one row) on the Intel Xeon.
     pub fn for_shape(m: usize, k: usize, n: usize, trans_a: bool) -> Backend {
-        if m == 1 {
+        // (Below `GEMM_CRATE_SPLIT_MACS`, where it runs on one thread or as two
+        // fixed halves, so the bits do not depend on the thread count.)
+        if m == 1 && k.saturating_mul(n) < GEMM_CRATE_SPLIT_MACS {
             return Backend::GemmCrate;
         }
         let choice = if (trans_a && m >= 64) || m.saturating_mul(64) < n.max(k) {

@@ -111,7 +111,16 @@ fn run_all() -> Vec<Vec<f32>> {
     let pg = ConvGeometry::new(x.shape(), 2, 2, 2, 0).unwrap();
     let (pooled, _) = maxpool2d(&x, &pg);
     let big = Tensor::from_vec(&[100_000], values(100_000, 6)).unwrap();
+    // One output row (a dense layer on one image), small and split in halves.
+    let mut gemv = Vec::new();
+    for (k, n) in [(784, 200), (1024, 1024)] {
+        let (a, b) = (values(k, 8), values(k * n, 9));
+        let mut c = vec![0.0f32; n];
+        gemm(1, k, n, &a, false, &b, true, &mut c, false);
+        gemv.extend(c);
+    }
     vec![
+        gemv,
         c,
         c2,
         c3,
