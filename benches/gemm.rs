@@ -12,6 +12,8 @@ use std::hint::black_box;
 /// `(M, K, N, A transposed, B transposed, name)`.
 const SHAPES: &[(usize, usize, usize, bool, bool, &str)] = &[
     (128, 784, 200, false, false, "mlp_fc1"),
+    // A dense layer on one image, `x · Wᵀ` (the `m = 1` rule of `Backend::for_shape`).
+    (1, 784, 200, false, true, "mlp_fc1_one_image"),
     (128, 200, 80, false, false, "mlp_fc2"),
     (200, 128, 784, false, false, "mlp_fc1_dw"),
     (64, 1600, 8192, false, false, "conv2_channel_major"),

@@ -105,6 +105,9 @@ fn bench_linear(c: &mut Criterion) {
                     });
                 }
                 if batch == 128 {
+                    group.bench_function(BenchmarkId::new("count_nonzero", &id), |bch| {
+                        bch.iter(|| bregman::tensor::sparse::count_nonzero(black_box(w.data())))
+                    });
                     let mut r = s.clone();
                     group.bench_function(BenchmarkId::new("refill", &id), |bch| {
                         bch.iter(|| r.refill(black_box(w.data()), out, input))

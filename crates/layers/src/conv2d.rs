@@ -86,12 +86,6 @@ impl Conv2d {
         )
     }
 
-    /// Whether the sparse kernels run with the current weight, in a training
-    /// step (`training`) or for inference.
-    pub fn runs_sparse(&self, training: bool) -> bool {
-        self.sparse_for(training).is_some()
-    }
-
     /// Input channels.
     pub fn in_channels(&self) -> usize {
         self.weight.value.dim(1)

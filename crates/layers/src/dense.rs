@@ -71,12 +71,6 @@ impl Dense {
         )
     }
 
-    /// Whether a batch of `n` runs the sparse kernels with the current
-    /// weight, in a training step (`training`) or for inference.
-    pub fn runs_sparse(&self, n: usize, training: bool) -> bool {
-        self.sparse_for(n, training).is_some()
-    }
-
     /// Input features.
     pub fn input_size(&self) -> usize {
         self.weight.value.dim(1)

@@ -196,19 +196,20 @@ impl Csr {
     #[target_feature(enable = "avx512f")]
     unsafe fn scan_avx512(&mut self, w: &[f32], cols: usize) {
         use std::arch::x86_64::*;
-        let nnz = count(w);
-        // Room for the last whole-register store past the final non-zero.
-        self.values.reserve(nnz + 16);
-        self.col_idx.reserve(nnz + 16);
-        let (vals, idx) = (self.values.as_mut_ptr(), self.col_idx.as_mut_ptr());
         let zero = _mm512_setzero_ps();
         let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let mut k = 0usize;
         for row in w.chunks_exact(cols) {
+            // Room for this row's non-zeros (at most `cols`) and for the last
+            // whole-register store past them; no reallocation once the
+            // capacity has reached the support (plus one row).
+            self.values.reserve(k + cols + 16 - self.values.len());
+            self.col_idx.reserve(k + cols + 16 - self.col_idx.len());
+            let (vals, idx) = (self.values.as_mut_ptr(), self.col_idx.as_mut_ptr());
             let mut j = 0;
             while j + 16 <= cols {
                 // SAFETY: `j + 16 ≤ cols`; the stores write 16 values from `k`,
-                // and `k + 16 ≤ nnz + 16` (at most `nnz` non-zeros in all).
+                // below the row's start plus `cols + 16` (reserved above).
                 unsafe {
                     let v = _mm512_loadu_ps(row.as_ptr().add(j));
                     // Not-equal, unordered: NaN counts as non-zero, −0 as zero.
@@ -225,7 +226,7 @@ impl Csr {
             }
             for (jj, &v) in row.iter().enumerate().skip(j) {
                 if v != 0.0 {
-                    // SAFETY: `k < nnz ≤ capacity`.
+                    // SAFETY: `k` is below the row's start plus `cols`.
                     unsafe {
                         *vals.add(k) = v;
                         *idx.add(k) = jj as u32;
@@ -233,13 +234,12 @@ impl Csr {
                     k += 1;
                 }
             }
+            // SAFETY: the first `k` values of both vectors are written.
+            unsafe {
+                self.values.set_len(k);
+                self.col_idx.set_len(k);
+            }
             self.row_ptr.push(k as u32);
-        }
-        debug_assert_eq!(k, nnz);
-        // SAFETY: the first `k` values of both vectors were written above.
-        unsafe {
-            self.values.set_len(k);
-            self.col_idx.set_len(k);
         }
     }
 

@@ -53,7 +53,19 @@ pub fn spmm(s: &Csr, b: &[f32], ldb: usize, q: usize, c: &mut [f32], parallel: b
     if s.rows() > 1 || s.cols() > 1 {
         assert!(q <= ldb || s.cols() <= 1, "spmm: Q = {q} > ldb = {ldb}");
     }
-    run(s, s.col_idx(), ldb, b, q, c, parallel);
+    // The largest column read is at most S's last one.
+    let max_read = s.cols().saturating_sub(1) * ldb;
+    run(
+        Isa::detect(),
+        s,
+        s.col_idx(),
+        ldb,
+        max_read,
+        b,
+        q,
+        c,
+        parallel,
+    );
 }
 
 /// Per non-zero of a sparse matrix, where its row of the dense operand
@@ -98,19 +110,34 @@ pub fn spmm_offsets(
         s.nnz(),
         "spmm_offsets: one offset per non-zero"
     );
-    if s.nnz() > 0 {
-        assert!(
-            offsets.max as usize + q <= b.len(),
-            "spmm: B has {} values, a row of S reads up to {}",
-            b.len(),
-            offsets.max as usize + q
-        );
-    }
-    run(s, &offsets.offsets, 1, b, q, c, parallel);
+    let max_read = offsets.max as usize;
+    run(
+        Isa::detect(),
+        s,
+        &offsets.offsets,
+        1,
+        max_read,
+        b,
+        q,
+        c,
+        parallel,
+    );
 }
 
-/// Bounds checks, then the rows, split over rayon tasks or not.
-fn run(s: &Csr, idx: &[u32], ldb: usize, b: &[f32], q: usize, c: &mut [f32], parallel: bool) {
+/// Bounds checks (`max_read`: the largest `idx·ldb` any non-zero reads at),
+/// then the rows, split over rayon tasks or not.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    isa: Isa,
+    s: &Csr,
+    idx: &[u32],
+    ldb: usize,
+    max_read: usize,
+    b: &[f32],
+    q: usize,
+    c: &mut [f32],
+    parallel: bool,
+) {
     let m = s.rows();
     assert_eq!(
         c.len(),
@@ -121,15 +148,12 @@ fn run(s: &Csr, idx: &[u32], ldb: usize, b: &[f32], q: usize, c: &mut [f32], par
     if q == 0 || m == 0 {
         return;
     }
-    // `spmm_offsets` checked its offsets; for `spmm` the largest index is
-    // at most S's last column.
-    if std::ptr::eq(idx, s.col_idx()) && s.nnz() > 0 {
-        let max = s.cols() - 1;
+    if s.nnz() > 0 {
         assert!(
-            max * ldb + q <= b.len(),
+            max_read + q <= b.len(),
             "spmm: B has {} values, a row of S reads up to {}",
             b.len(),
-            max * ldb + q
+            max_read + q
         );
     }
     let args = Rows {
@@ -140,7 +164,6 @@ fn run(s: &Csr, idx: &[u32], ldb: usize, b: &[f32], q: usize, c: &mut [f32], par
         b,
         q,
     };
-    let isa = Isa::detect();
     if parallel && s.nnz() * q >= PARALLEL_WORK && m > 1 {
         let per_task = m.div_ceil(TASKS);
         c.par_chunks_mut(per_task * q)
@@ -365,22 +388,12 @@ mod avx2 {
     }
 }
 
-/// `spmm` with a given kernel (the tests compare every kernel of this CPU).
+/// `spmm` with a given kernel on the calling thread (the tests compare every
+/// kernel of this CPU).
 #[cfg(test)]
 pub(crate) fn spmm_with(isa: Isa, s: &Csr, b: &[f32], ldb: usize, q: usize, c: &mut [f32]) {
-    assert_eq!(c.len(), s.rows() * q);
-    if let Some(&max) = s.col_idx().iter().max() {
-        assert!(max as usize * ldb + q <= b.len());
-    }
-    let args = Rows {
-        row_ptr: s.row_ptr(),
-        idx: s.col_idx(),
-        ldb,
-        values: s.values(),
-        b,
-        q,
-    };
-    args.compute(isa, 0..s.rows(), c);
+    let max_read = s.cols().saturating_sub(1) * ldb;
+    run(isa, s, s.col_idx(), ldb, max_read, b, q, c, false);
 }
 
 #[cfg(test)]
