@@ -25,9 +25,18 @@
 
 use std::mem::MaybeUninit;
 
+use rayon::prelude::*;
+
 use crate::conv::ConvGeometry;
+use crate::packed::Isa;
+use crate::sparse::sddmm::dots_add;
 use crate::sparse::spmm::{spmm_offsets, Offsets};
 use crate::sparse::Csr;
+
+/// Images per partial sum of [`SparseConv::weight_grad`]: the batch is cut
+/// into pieces of this many images (a fixed size, so the bits do not depend
+/// on the thread count), each summed by one task, the pieces added in order.
+const IMAGES_PER_PART: usize = 8;
 
 /// Whether the sparse convolution beats the dense one (im2col + GEMM) for a
 /// weight with this share of non-zero taps: for inference (`training`
@@ -233,6 +242,72 @@ impl SparseConv {
         );
         crop(&s.wide, c, (hp, wg), (g.pad, g.pad), (g.h, g.w), None, dx);
     }
+
+    /// The weight gradient on the support of `W` — `∂L/∂W[o, c, ky, kx] =
+    /// Σ_{n, oy, ox} G[n, o, oy, ox] · Xp[n, c, oy + ky, ox + kx]` at the
+    /// non-zero taps only, in `W`'s CSR order — for a batch of `n` images
+    /// `x: [n, C, H, W]` and output gradients `gy: [n, OC, OH, OW]`.
+    ///
+    /// Each non-zero is one dot product per image ([`dots_add`], the
+    /// sampled dense-dense product): the output gradient's plane `o`, laid
+    /// out on the wide grid of the forward pass (rows of `Wp`, zeros in the
+    /// dropped columns) and cut after the last real pixel (`(OH − 1)·Wp + OW`
+    /// values, so no window overruns its image), against the tap's window of
+    /// the padded image at the forward pass's offset. Zero taps cost nothing.
+    ///
+    /// **Panics** if the plan was made for another weight or geometry, or a
+    /// slice does not hold `n` images.
+    pub fn weight_grad(&self, gy: &[f32], x: &[f32], n: usize, plan: &ConvPlan) -> Vec<f32> {
+        let g = &plan.geom;
+        self.check(plan, g);
+        let [oc, c, _, _] = self.shape;
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+        let (img, out) = (c * g.h * g.w, oc * g.out_pixels());
+        assert_eq!(x.len(), n * img, "SparseConv: input is not {n} images");
+        assert_eq!(gy.len(), n * out, "SparseConv: gradient is not {n} images");
+        let nnz = self.w.nnz();
+        if nnz == 0 || n == 0 || g.out_pixels() == 0 {
+            return vec![0.0; nnz];
+        }
+        let q = (g.oh - 1) * wp + g.ow;
+        let (row_ptr, offsets) = (self.w.row_ptr(), plan.forward.as_slice());
+        let isa = Isa::detect();
+        let part = |first: usize| {
+            let mut sum = vec![0.0f32; nnz];
+            let (mut padded, mut wide) = (Vec::new(), vec![0.0f32; q]);
+            for i in first..(first + IMAGES_PER_PART).min(n) {
+                let xi = &x[i * img..][..img];
+                let xp: &[f32] = if g.pad == 0 {
+                    xi
+                } else {
+                    let (h, w) = (g.h, g.w);
+                    pad_planes(xi, c, (h, w), (hp, wp), (g.pad, g.pad), 0, &mut padded);
+                    &padded
+                };
+                for o in 0..oc {
+                    let (lo, hi) = (row_ptr[o] as usize, row_ptr[o + 1] as usize);
+                    if lo == hi {
+                        continue;
+                    }
+                    // Plane o on the wide grid: columns OW..Wp stay zero.
+                    let plane = &gy[i * out + o * g.out_pixels()..][..g.out_pixels()];
+                    for (y, row) in plane.chunks_exact(g.ow).enumerate() {
+                        wide[y * wp..][..g.ow].copy_from_slice(row);
+                    }
+                    dots_add(isa, &wide, xp, &offsets[lo..hi], 1, &mut sum[lo..hi]);
+                }
+            }
+            sum
+        };
+        let firsts: Vec<usize> = (0..n).step_by(IMAGES_PER_PART).collect();
+        let parts: Vec<Vec<f32>> = firsts.into_par_iter().map(part).collect();
+        let mut parts = parts.into_iter();
+        let mut dw = parts.next().unwrap_or_else(|| vec![0.0; nnz]);
+        for p in parts {
+            dw.iter_mut().zip(&p).for_each(|(d, &v)| *d += v);
+        }
+        dw
+    }
 }
 
 /// `dst = planes` zero-padded: `n` planes of `size` placed at `at` inside
@@ -345,6 +420,55 @@ mod tests {
             }
         }
         (y, dx)
+    }
+
+    /// The weight gradient on the support against the definition (f64),
+    /// with and without padding, batches of one image and of several parts.
+    #[test]
+    fn weight_grad_matches_the_definition_on_the_support() {
+        for (n, oc, c, k, h, w, pad, density) in [
+            (1, 3, 2, 3, 5, 7, 1, 0.5),
+            (19, 4, 3, 5, 12, 12, 0, 0.2),
+            (3, 2, 1, 5, 9, 8, 2, 1.0),
+            (2, 5, 4, 3, 6, 6, 1, 0.0),
+            (9, 6, 5, 1, 4, 3, 0, 0.4),
+        ] {
+            let shape = [oc, c, k, k];
+            let wv = sparse_values(oc * c * k * k, density, 3);
+            let g = ConvGeometry::new(&[n, c, h, w], k, k, 1, pad).unwrap();
+            let x = pseudo(n * c * h * w, 4);
+            let gy = pseudo(n * oc * g.out_pixels(), 5);
+            let sc = SparseConv::from_dense(&wv, shape);
+            let dw = sc.weight_grad(&gy, &x, n, &sc.plan(&g));
+            let mut want = vec![0.0f64; wv.len()];
+            for i in 0..n {
+                for (wi, d) in want.iter_mut().enumerate() {
+                    let (o, ci, ky, kx) = (wi / (c * k * k), wi / (k * k) % c, wi / k % k, wi % k);
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let (iy, ix) = (oy + ky, ox + kx);
+                            if iy < pad || ix < pad || iy - pad >= h || ix - pad >= w {
+                                continue;
+                            }
+                            let xv = x[((i * c + ci) * h + iy - pad) * w + ix - pad];
+                            let gv = gy[((i * oc + o) * g.oh + oy) * g.ow + ox];
+                            *d += xv as f64 * gv as f64;
+                        }
+                    }
+                }
+            }
+            let support: Vec<f64> = (0..wv.len())
+                .filter(|&i| wv[i] != 0.0)
+                .map(|i| want[i])
+                .collect();
+            assert_eq!(dw.len(), support.len());
+            for (a, b) in dw.iter().zip(&support) {
+                assert!(
+                    (*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{shape:?} pad {pad}: {a} vs {b}"
+                );
+            }
+        }
     }
 
     /// Against the definition, with and without padding, at densities from

@@ -15,6 +15,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::sparse::sddmm::sddmm;
 use crate::sparse::spmm::spmm;
 use crate::sparse::Csr;
 use crate::transpose::{transpose_into, transpose_into_uninit};
@@ -120,6 +121,53 @@ impl SparseLinear {
         by_batch_blocks(&self.wt.borrow(), g, n)
     }
 
+    /// The weight gradient on the support of `W`: `∂L/∂W_ij = Σ_b G_bi X_bj`
+    /// at the non-zeros `(i, j)` only, in `W`'s CSR order, for `G: [n, out]`
+    /// and `X: [n, in]` — the sampled dense-dense product with both operands
+    /// transposed (batch-contiguous), so each value is a dot product of two
+    /// contiguous rows of length `n`.
+    ///
+    /// **Panics** if `g.len() != n·out` or `x.len() != n·in`.
+    pub fn weight_grad(&self, g: &[f32], x: &[f32], n: usize) -> Vec<f32> {
+        let (out, input) = (self.out_features(), self.in_features());
+        assert_eq!(
+            g.len(),
+            n * out,
+            "SparseLinear: gradient is not [{n}, {out}]"
+        );
+        assert_eq!(
+            x.len(),
+            n * input,
+            "SparseLinear: input is not [{n}, {input}]"
+        );
+        let mut dw = vec![0.0; self.w.nnz()];
+        if n == 1 {
+            // Vectors are their own transposes.
+            sddmm(&self.w, g, 1, x, 1, 1, &mut dw, true);
+            return dw;
+        }
+        if n == 0 {
+            return dw;
+        }
+        GRAD_SCRATCH.with_borrow_mut(|(gt, xt)| {
+            gt.resize(gt.len().max(n * out), 0.0);
+            xt.resize(xt.len().max(n * input), 0.0);
+            transpose_into(g, n, out, gt);
+            transpose_into(x, n, input, xt);
+            sddmm(
+                &self.w,
+                &gt[..n * out],
+                n,
+                &xt[..n * input],
+                n,
+                n,
+                &mut dw,
+                true,
+            );
+        });
+        dw
+    }
+
     /// Share of non-zero weights.
     pub fn density(&self) -> f64 {
         self.w.density()
@@ -183,6 +231,9 @@ thread_local! {
     /// Per-thread scratch of [`by_batch_blocks`]: a transposed block of the
     /// dense operand and of the result (grown, never shrunk).
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+
+    /// Per-thread scratch of [`SparseLinear::weight_grad`]: `Gᵀ` and `Xᵀ`.
+    static GRAD_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 #[cfg(test)]
@@ -228,6 +279,14 @@ mod tests {
             let want_dx = matmul(&gt, false, &wt, false);
             let dx = s.input_grad(&g, n);
             assert!(close(&dx, want_dx.data()), "input grad {n}×{out}→{input}");
+            // The weight gradient on the support: Gᵀ·X at the non-zeros.
+            let want_dw = matmul(&gt, true, &xt, false);
+            let support: Vec<f32> = (0..out * input)
+                .filter(|&i| wt.data()[i] != 0.0)
+                .map(|i| want_dw.data()[i])
+                .collect();
+            let dw = s.weight_grad(&g, &x, n);
+            assert!(close(&dw, &support), "weight grad {n}×{out}×{input}");
         }
     }
 

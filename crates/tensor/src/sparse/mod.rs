@@ -17,12 +17,20 @@
 //!   and the input gradient of one image on the non-zero taps (implicit
 //!   im2col: each weight reads a shifted window of the padded image).
 //!
-//! The weight gradient `∂L/∂W = Gᵀ·X` stays dense: LinBreg and AdaBreg need
-//! it for every weight, zero or not — that is how weights enter the support.
+//! - [`sddmm`](sddmm::sddmm): the sampled dense-dense product, a dense
+//!   product computed at a sparse matrix's non-zeros only — the weight
+//!   gradient restricted to the support (`SparseLinear::weight_grad`,
+//!   `SparseConv::weight_grad`), for the masked steps of sparse
+//!   backpropagation.
+//!
+//! A full Bregman step still needs the dense weight gradient `∂L/∂W = Gᵀ·X`
+//! for every weight, zero or not — that is how weights enter the support;
+//! only the masked steps between full steps use the sampled one.
 
 mod conv;
 mod csr;
 mod linear;
+pub mod sddmm;
 pub mod spmm;
 
 pub use conv::{sparse_conv_pays, ConvPlan, ConvScratch, SparseConv};
