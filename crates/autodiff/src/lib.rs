@@ -37,5 +37,6 @@ mod tape;
 pub use gradcheck::{check_gradients, GradCheck};
 pub use ops::batchnorm::BatchStats;
 pub use ops::conv2d::Conv2dSpec;
+pub use ops::weight_grad::WeightGrad;
 pub use profile::NodeTiming;
 pub use tape::{Backward, Tape, Var};

@@ -1,7 +1,7 @@
 //! A finite-difference gradient check for every differentiable op (see
 //! `gradcheck.rs` for the method and tolerances), plus one composite network.
 
-use bregman_autodiff::{check_gradients, Backward, Conv2dSpec, GradCheck, Tape, Var};
+use bregman_autodiff::{check_gradients, Backward, Conv2dSpec, GradCheck, Tape, Var, WeightGrad};
 use bregman_tensor::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -203,6 +203,119 @@ fn sparse_conv2d_with_and_without_bias() {
                 s.max_abs_diff(d)
             );
         }
+    }
+}
+
+/// 1 where `w` is non-zero, 0 elsewhere.
+fn support_mask(w: &Tensor) -> Tensor {
+    Tensor::from_fn(w.shape(), |i| if w.data()[i] != 0.0 { 1.0 } else { 0.0 })
+}
+
+/// The masked weight gradient, checked by finite differences: through
+/// `F(x, w, b) = op(x, w ⊙ M, b)` with `M` the support of the starting
+/// weight, whose true gradient in `w` is `M ⊙ ∂L/∂W` — exactly what
+/// [`WeightGrad::Support`] must return (its finite differences off the
+/// support are 0, so a gradient there fails the check). Also equal, at
+/// every entry, to the dense op's gradient times the mask.
+#[test]
+fn sparse_linear_weight_grad_on_the_support() {
+    use bregman_tensor::sparse::SparseLinear;
+    for n in [1, 5] {
+        let x = rand_tensor(&[n, 9], 50);
+        let mut w = rand_tensor(&[4, 9], 51);
+        w.data_mut().iter_mut().enumerate().for_each(|(i, v)| {
+            if i % 3 != 1 {
+                *v = 0.0
+            }
+        });
+        let (b, mask) = (rand_tensor(&[4], 52), support_mask(&w));
+        let masked = |t: &mut Tape, v: &[Var], bias: bool| {
+            let m = t.constant(mask.clone());
+            let wm = t.mul(v[1], m);
+            let wv = t.value(wm);
+            let s = Box::new(SparseLinear::from_dense(wv.data(), 4, 9));
+            t.sparse_linear_with(v[0], wm, bias.then(|| v[2]), s, WeightGrad::Support)
+        };
+        ok(check_gradients(
+            &[x.clone(), w.clone(), b.clone()],
+            |t, v| masked(t, v, true),
+        ));
+        ok(check_gradients(&[x.clone(), w.clone()], |t, v| {
+            masked(t, v, false)
+        }));
+        let grad_w = |support: bool| {
+            let mut t = Tape::new();
+            let (xv, wv) = (t.leaf(x.clone()), t.leaf(w.clone()));
+            let y = if support {
+                let s = Box::new(SparseLinear::from_dense(w.data(), 4, 9));
+                t.sparse_linear_with(xv, wv, None, s, WeightGrad::Support)
+            } else {
+                t.linear(xv, wv, None)
+            };
+            t.backward_with(y, rand_tensor(&[n, 4], 53));
+            t.grad(wv).unwrap().clone()
+        };
+        let (s, d) = (grad_w(true), grad_w(false));
+        let want = Tensor::from_fn(d.shape(), |i| d.data()[i] * mask.data()[i]);
+        assert!(
+            s.max_abs_diff(&want) < 1e-5,
+            "batch {n}: {}",
+            s.max_abs_diff(&want)
+        );
+        assert!(
+            s.data()
+                .iter()
+                .zip(mask.data())
+                .all(|(g, m)| *m != 0.0 || *g == 0.0),
+            "a gradient off the support"
+        );
+    }
+}
+
+/// As [`sparse_linear_weight_grad_on_the_support`], for the convolution
+/// (zero kernels and zero taps, with and without padding).
+#[test]
+fn sparse_conv2d_weight_grad_on_the_support() {
+    use bregman_tensor::sparse::SparseConv;
+    let x = rand_tensor(&[3, 2, 6, 5], 60);
+    let mut w = rand_tensor(&[4, 2, 3, 3], 61);
+    w.data_mut().iter_mut().enumerate().for_each(|(i, v)| {
+        if (i / 9) % 3 == 0 || i % 4 == 1 {
+            *v = 0.0
+        }
+    });
+    let (b, mask) = (rand_tensor(&[4], 62), support_mask(&w));
+    for padding in [0, 1] {
+        let spec = Conv2dSpec { stride: 1, padding };
+        ok(check_gradients(
+            &[x.clone(), w.clone(), b.clone()],
+            |t, v| {
+                let m = t.constant(mask.clone());
+                let wm = t.mul(v[1], m);
+                let s = Box::new(SparseConv::from_dense(t.value(wm).data(), [4, 2, 3, 3]));
+                t.sparse_conv2d_with(v[0], wm, Some(v[2]), spec, s, WeightGrad::Support)
+            },
+        ));
+        let grad_w = |support: bool| {
+            let mut t = Tape::new();
+            let (xv, wv) = (t.leaf(x.clone()), t.leaf(w.clone()));
+            let y = if support {
+                let s = Box::new(SparseConv::from_dense(w.data(), [4, 2, 3, 3]));
+                t.sparse_conv2d_with(xv, wv, None, spec, s, WeightGrad::Support)
+            } else {
+                t.conv2d(xv, wv, None, spec)
+            };
+            let shape = t.value(y).shape().to_vec();
+            t.backward_with(y, rand_tensor(&shape, 63));
+            t.grad(wv).unwrap().clone()
+        };
+        let (s, d) = (grad_w(true), grad_w(false));
+        let want = Tensor::from_fn(d.shape(), |i| d.data()[i] * mask.data()[i]);
+        assert!(
+            s.max_abs_diff(&want) < 1e-5,
+            "padding {padding}: {}",
+            s.max_abs_diff(&want)
+        );
     }
 }
 

@@ -23,3 +23,4 @@ pub mod sub;
 pub mod sum;
 pub mod tanh;
 pub mod unary;
+pub mod weight_grad;

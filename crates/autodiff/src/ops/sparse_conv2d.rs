@@ -1,9 +1,11 @@
 //! A stride-1 convolution whose weight is sparse: the same function and
 //! gradients as [`crate::ops::conv2d`], with the products that read `W` —
 //! the forward pass and `∂L/∂x` — computed on its non-zero taps only
-//! ([`SparseConv`], one image per task). `∂L/∂W` stays dense (every weight,
-//! zero or not: the Bregman methods need it to grow the support); `∂L/∂b =
-//! Σ_pixels G`.
+//! ([`SparseConv`], one image per task). `∂L/∂W` is dense (every weight,
+//! zero or not: the Bregman methods need it to grow the support), or with
+//! [`WeightGrad::Support`] (the masked steps of sparse backpropagation) only
+//! at the non-zero taps, by the sampled product [`SparseConv::weight_grad`],
+//! and 0 elsewhere; `∂L/∂b = Σ_pixels G`.
 
 use std::ops::Deref;
 
@@ -13,7 +15,7 @@ use bregman_tensor::{ConvGeometry, Tensor};
 use bregman_tensor::parallel::written_chunks;
 
 use crate::ops::conv2d::{geometry, weight_grad, Conv2dSpec, PARALLEL_IMAGES};
-use crate::{Backward, Tape, Var};
+use crate::{Backward, Tape, Var, WeightGrad};
 
 /// Forward pass without a tape.
 ///
@@ -57,6 +59,7 @@ pub fn forward(x: &Tensor, w: &SparseConv, b: Option<&Tensor>, spec: Conv2dSpec)
 struct SparseConv2dBackward<S> {
     sparse: S,
     geom: ConvGeometry,
+    weight_grad: WeightGrad,
 }
 
 impl<S: Deref<Target = SparseConv>> Backward for SparseConv2dBackward<S> {
@@ -89,7 +92,15 @@ impl<S: Deref<Target = SparseConv>> Backward for SparseConv2dBackward<S> {
             };
             Tensor::from_vec(&[g.n, g.c, g.h, g.w], dx).expect("sizes from geometry")
         });
-        let dw = needs[1].then(|| weight_grad(grad.data(), inputs[0], None, g, inputs[1]));
+        let dw = needs[1].then(|| match self.weight_grad {
+            WeightGrad::Dense => weight_grad(grad.data(), inputs[0], None, g, inputs[1]),
+            WeightGrad::Support => {
+                let plan = sparse.plan(g);
+                let values = sparse.weight_grad(grad.data(), inputs[0].data(), g.n, &plan);
+                let w = sparse.weight().scatter(&values);
+                Tensor::from_vec(&sparse.shape(), w).expect("weight shape")
+            }
+        });
         let mut out = vec![dx, dw];
         if inputs.len() == 3 {
             out.push(needs[2].then(|| grad.sum_channels()));
@@ -115,6 +126,25 @@ impl<'a> Tape<'a> {
     where
         S: Deref<Target = SparseConv> + 'a,
     {
+        self.sparse_conv2d_with(x, w, b, spec, sparse, WeightGrad::Dense)
+    }
+
+    /// [`Tape::sparse_conv2d`] with the choice of weight gradient: dense, or
+    /// on the non-zero taps of `w` only ([`WeightGrad`]).
+    ///
+    /// **Panics** as [`Tape::sparse_conv2d`].
+    pub fn sparse_conv2d_with<S>(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        spec: Conv2dSpec,
+        sparse: S,
+        weight_grad: WeightGrad,
+    ) -> Var
+    where
+        S: Deref<Target = SparseConv> + 'a,
+    {
         assert_eq!(
             self.value(w).shape(),
             sparse.shape(),
@@ -122,7 +152,11 @@ impl<'a> Tape<'a> {
         );
         let y = forward(self.value(x), &sparse, b.map(|b| self.value(b)), spec);
         let geom = geometry(self.value(x), &sparse.shape(), spec);
-        let rule = SparseConv2dBackward { sparse, geom };
+        let rule = SparseConv2dBackward {
+            sparse,
+            geom,
+            weight_grad,
+        };
         match b {
             Some(b) => self.push(y, &[x, w, b], rule),
             None => self.push(y, &[x, w], rule),

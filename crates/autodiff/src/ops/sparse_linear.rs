@@ -6,7 +6,10 @@
 //! - `∂L/∂X = G·W` — sparse (skips the zeros of `W`);
 //! - `∂L/∂W = Gᵀ·X` — dense, for every weight: LinBreg and AdaBreg move the
 //!   subgradient variable `v` of the zero weights too (that is how weights
-//!   enter the support), so every entry of the gradient is needed;
+//!   enter the support), so every entry of the gradient is needed; or, with
+//!   [`WeightGrad::Support`] (the masked steps of sparse backpropagation),
+//!   only at `W`'s non-zeros, by the sampled product
+//!   [`SparseLinear::weight_grad`], and 0 elsewhere;
 //! - `∂L/∂b = Σ_rows G`.
 //!
 //! The sparse form is borrowed from the layer for the tape's lifetime, so it
@@ -17,7 +20,7 @@ use std::ops::Deref;
 use bregman_tensor::sparse::SparseLinear;
 use bregman_tensor::{matmul, Tensor};
 
-use crate::{Backward, Tape, Var};
+use crate::{Backward, Tape, Var, WeightGrad};
 
 /// Forward pass without a tape: `x · wᵀ + b` for `x: [N, in]`.
 ///
@@ -36,6 +39,7 @@ pub fn forward(x: &Tensor, w: &SparseLinear, b: Option<&Tensor>) -> Tensor {
 
 struct SparseLinearBackward<S> {
     sparse: S,
+    weight_grad: WeightGrad,
 }
 
 impl<S: Deref<Target = SparseLinear>> Backward for SparseLinearBackward<S> {
@@ -52,7 +56,15 @@ impl<S: Deref<Target = SparseLinear>> Backward for SparseLinearBackward<S> {
             let dx = self.sparse.input_grad(grad.data(), n);
             Tensor::from_vec(x.shape(), dx).expect("input shape")
         });
-        let mut out = vec![dx, needs[1].then(|| matmul(&grad, true, x, false))];
+        let dw = needs[1].then(|| match self.weight_grad {
+            WeightGrad::Dense => matmul(&grad, true, x, false),
+            WeightGrad::Support => {
+                let w = self.sparse.weight();
+                let values = self.sparse.weight_grad(grad.data(), x.data(), n);
+                Tensor::from_vec(&[w.rows(), w.cols()], w.scatter(&values)).expect("weight shape")
+            }
+        });
+        let mut out = vec![dx, dw];
         if inputs.len() == 3 {
             out.push(needs[2].then(|| grad.sum_rows()));
         }
@@ -69,6 +81,24 @@ impl<'a> Tape<'a> {
     where
         S: Deref<Target = SparseLinear> + 'a,
     {
+        self.sparse_linear_with(x, w, b, sparse, WeightGrad::Dense)
+    }
+
+    /// [`Tape::sparse_linear`] with the choice of weight gradient: dense, or
+    /// on the support of `w` only ([`WeightGrad`]).
+    ///
+    /// **Panics** as [`Tape::sparse_linear`].
+    pub fn sparse_linear_with<S>(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        sparse: S,
+        weight_grad: WeightGrad,
+    ) -> Var
+    where
+        S: Deref<Target = SparseLinear> + 'a,
+    {
         let wv = self.value(w);
         assert_eq!(
             wv.shape(),
@@ -76,7 +106,10 @@ impl<'a> Tape<'a> {
             "sparse linear: sparse form does not have the weight's shape"
         );
         let y = forward(self.value(x), &sparse, b.map(|b| self.value(b)));
-        let rule = SparseLinearBackward { sparse };
+        let rule = SparseLinearBackward {
+            sparse,
+            weight_grad,
+        };
         match b {
             Some(b) => self.push(y, &[x, w, b], rule),
             None => self.push(y, &[x, w], rule),

@@ -319,11 +319,27 @@ impl Csr {
 
     /// The dense row-major matrix (for tests and exports).
     pub fn to_dense(&self) -> Vec<f32> {
+        self.scatter(&self.values)
+    }
+
+    /// The dense row-major matrix with this matrix's structure and the
+    /// given values (one per non-zero, in CSR order), zeros elsewhere: how a
+    /// product computed on the support (e.g. [`sddmm`](super::sddmm::sddmm))
+    /// becomes a full-size tensor.
+    ///
+    /// **Panics** if `values` does not have one value per non-zero.
+    pub fn scatter(&self, values: &[f32]) -> Vec<f32> {
+        assert_eq!(
+            values.len(),
+            self.nnz(),
+            "Csr::scatter: one value per non-zero"
+        );
         let mut w = vec![0.0; self.rows * self.cols];
         for i in 0..self.rows {
             let (lo, hi) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
-            for (&j, &v) in self.col_idx[lo..hi].iter().zip(&self.values[lo..hi]) {
-                w[i * self.cols + j as usize] = v;
+            let row = &mut w[i * self.cols..][..self.cols];
+            for (&j, &v) in self.col_idx[lo..hi].iter().zip(&values[lo..hi]) {
+                row[j as usize] = v;
             }
         }
         w
