@@ -5,7 +5,7 @@
 
 use bregman_autodiff::ops::relu::Relu;
 use bregman_autodiff::ops::unary;
-use bregman_autodiff::{Tape, Var};
+use bregman_autodiff::{Tape, Var, WeightGrad};
 use bregman_tensor::Tensor;
 use rand::Rng;
 
@@ -87,6 +87,14 @@ impl Module for BasicBlock {
         self.conv2.set_kernels(kernels);
         if let Some(sc) = &mut self.shortcut {
             sc.set_kernels(kernels);
+        }
+    }
+
+    fn set_weight_grad(&mut self, weight_grad: WeightGrad) {
+        self.conv1.set_weight_grad(weight_grad);
+        self.conv2.set_weight_grad(weight_grad);
+        if let Some(sc) = &mut self.shortcut {
+            sc.set_weight_grad(weight_grad);
         }
     }
 

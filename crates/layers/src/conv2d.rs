@@ -3,11 +3,14 @@
 //! A stride-1 convolution whose weight is sparse enough (see
 //! [`sparse_conv_pays`]) runs its forward pass and input gradient on the
 //! non-zero taps ([`bregman_tensor::sparse::SparseConv`]); the weight
-//! gradient is always dense.
+//! gradient is dense, or only at the non-zero taps after
+//! [`Module::set_weight_grad`]`(WeightGrad::Support)` (sparse
+//! backpropagation's masked steps; a strided convolution computes it
+//! densely, and the optimizer's masked step reads the support only).
 
 use std::cell::Ref;
 
-use bregman_autodiff::{ops, Conv2dSpec, Tape, Var};
+use bregman_autodiff::{ops, Conv2dSpec, Tape, Var, WeightGrad};
 use bregman_tensor::sparse::{sparse_conv_pays, SparseConv};
 use bregman_tensor::Tensor;
 use rand::Rng;
@@ -80,6 +83,7 @@ impl Conv2d {
         let wshape = [w[0], w[1], w[2], w[3]];
         self.sparse.get(
             self.weight.value.data(),
+            training,
             MAX_SPARSE_DENSITY,
             |d| sparse_conv_pays(d, training),
             |s, v| s.refill(v, wshape),
@@ -125,7 +129,10 @@ impl Module for Conv2d {
         let w = tape.param(&self.weight.value);
         let b = self.bias.as_ref().map(|b| tape.param(&b.value));
         Ok(match sparse {
-            Some(sparse) => tape.sparse_conv2d(x, w, b, self.spec, sparse),
+            Some(sparse) => {
+                let grad = self.sparse.weight_grad();
+                tape.sparse_conv2d_with(x, w, b, self.spec, sparse, grad)
+            }
             None => tape.conv2d(x, w, b, self.spec),
         })
     }
@@ -141,6 +148,10 @@ impl Module for Conv2d {
 
     fn set_kernels(&mut self, kernels: Kernels) {
         self.sparse.set_kernels(kernels);
+    }
+
+    fn set_weight_grad(&mut self, weight_grad: WeightGrad) {
+        self.sparse.set_weight_grad(weight_grad);
     }
 
     fn params(&self) -> Vec<&Parameter> {

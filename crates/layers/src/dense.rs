@@ -2,12 +2,15 @@
 //!
 //! When `W` is sparse enough (see [`sparse_linear_pays`]) the products that
 //! read it — the forward pass and the input gradient — run on its non-zeros
-//! ([`bregman_tensor::sparse::SparseLinear`]); the weight gradient is always
-//! dense.
+//! ([`bregman_tensor::sparse::SparseLinear`]); the weight gradient is
+//! dense, or only on the support of `W` after
+//! [`Module::set_weight_grad`]`(WeightGrad::Support)` (sparse
+//! backpropagation's masked steps; the sparse form is then used at any
+//! density up to 50%).
 
 use std::cell::Ref;
 
-use bregman_autodiff::{ops, Tape, Var};
+use bregman_autodiff::{ops, Tape, Var, WeightGrad};
 use bregman_tensor::sparse::{sparse_linear_pays, SparseLinear};
 use bregman_tensor::Tensor;
 use rand::Rng;
@@ -65,6 +68,7 @@ impl Dense {
         let (out, input) = (self.output_size(), self.input_size());
         self.sparse.get(
             self.weight.value.data(),
+            training,
             MAX_SPARSE_DENSITY,
             |d| sparse_linear_pays(d, n, training),
             |s, w| s.refill(w, out, input),
@@ -98,7 +102,7 @@ impl Module for Dense {
         let w = tape.param(&self.weight.value);
         let b = self.bias.as_ref().map(|b| tape.param(&b.value));
         Ok(match self.sparse_for(n, true) {
-            Some(sparse) => tape.sparse_linear(x, w, b, sparse),
+            Some(sparse) => tape.sparse_linear_with(x, w, b, sparse, self.sparse.weight_grad()),
             None => tape.linear(x, w, b),
         })
     }
@@ -114,6 +118,10 @@ impl Module for Dense {
 
     fn set_kernels(&mut self, kernels: Kernels) {
         self.sparse.set_kernels(kernels);
+    }
+
+    fn set_weight_grad(&mut self, weight_grad: WeightGrad) {
+        self.sparse.set_weight_grad(weight_grad);
     }
 
     fn params(&self) -> Vec<&Parameter> {

@@ -12,6 +12,8 @@
 
 use std::cell::{Cell, Ref, RefCell};
 
+use bregman_autodiff::WeightGrad;
+
 /// The kernel choice for a layer's weight products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
@@ -27,6 +29,7 @@ pub enum Kernels {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SparseForm<T> {
     kernels: Kernels,
+    weight_grad: WeightGrad,
     /// The density the form (or the decision not to build one) was made from;
     /// `None` when stale.
     density: Cell<Option<f64>>,
@@ -39,6 +42,17 @@ impl<T: Default> SparseForm<T> {
         self.density.set(None);
     }
 
+    /// Sets which weight gradient a training pass computes (the form itself
+    /// does not change).
+    pub(crate) fn set_weight_grad(&mut self, weight_grad: WeightGrad) {
+        self.weight_grad = weight_grad;
+    }
+
+    /// The weight gradient a training pass computes.
+    pub(crate) fn weight_grad(&self) -> WeightGrad {
+        self.weight_grad
+    }
+
     /// Sets the kernel choice.
     pub(crate) fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
@@ -47,11 +61,15 @@ impl<T: Default> SparseForm<T> {
 
     /// The sparse form of `w` if the sparse kernels should run: when
     /// `kernels` is `Auto`, the weight's density `d` is at most `max_density`
-    /// (otherwise no form is built) and `pays(d)`. Rebuilds it with
-    /// `fill(form, w)` first when stale.
+    /// (otherwise no form is built) and `pays(d)` — or, in a training pass
+    /// that wants the weight gradient on the support only, whatever `pays`
+    /// says (the sampled weight gradient needs the form, and it saves more
+    /// than the sparse products can cost below `max_density`). Rebuilds it
+    /// with `fill(form, w)` first when stale.
     pub(crate) fn get(
         &self,
         w: &[f32],
+        training: bool,
         max_density: f64,
         pays: impl Fn(f64) -> bool,
         fill: impl FnOnce(&mut T, &[f32]),
@@ -71,7 +89,8 @@ impl<T: Default> SparseForm<T> {
                 d
             }
         };
-        if density > max_density || !pays(density) {
+        let on_support = training && self.weight_grad == WeightGrad::Support;
+        if density > max_density || !(on_support || pays(density)) {
             return None;
         }
         Ref::filter_map(self.form.borrow(), Option::as_ref).ok()

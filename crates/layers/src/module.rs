@@ -1,6 +1,6 @@
 //! The [`Module`] trait: what every layer and model provides.
 
-use bregman_autodiff::{Tape, Var};
+use bregman_autodiff::{Tape, Var, WeightGrad};
 use bregman_tensor::Tensor;
 
 use crate::{Buffer, Kernels, LayerError, Parameter};
@@ -27,6 +27,12 @@ pub trait Module {
     /// Chooses the kernels of every weight product in this module
     /// ([`Kernels::Auto`] by default: sparse where the density pays).
     fn set_kernels(&mut self, _kernels: Kernels) {}
+
+    /// Chooses the weight gradient of every sparse-capable layer's training
+    /// pass: dense (the default, what a full Bregman step needs) or on the
+    /// weight's support only ([`WeightGrad::Support`], the masked steps of
+    /// sparse backpropagation).
+    fn set_weight_grad(&mut self, _weight_grad: WeightGrad) {}
 
     /// The parameters, in a fixed order.
     fn params(&self) -> Vec<&Parameter>;

@@ -1,6 +1,6 @@
 //! `Sequential`: named children applied one after another.
 
-use bregman_autodiff::{Tape, Var};
+use bregman_autodiff::{Tape, Var, WeightGrad};
 use bregman_tensor::Tensor;
 
 use crate::parameter::join;
@@ -77,6 +77,12 @@ impl Module for Sequential {
         self.children
             .iter_mut()
             .for_each(|(_, m)| m.set_kernels(kernels));
+    }
+
+    fn set_weight_grad(&mut self, weight_grad: WeightGrad) {
+        self.children
+            .iter_mut()
+            .for_each(|(_, m)| m.set_weight_grad(weight_grad));
     }
 
     fn params(&self) -> Vec<&Parameter> {

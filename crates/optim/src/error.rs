@@ -60,4 +60,7 @@ pub enum OptimError {
     /// Restored state does not fit the parameters.
     #[error("optimizer state does not fit: {0}")]
     State(String),
+    /// A step mode the method does not have.
+    #[error("{0}")]
+    Unsupported(String),
 }

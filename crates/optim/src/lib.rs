@@ -40,5 +40,5 @@ pub mod schedule;
 
 pub use error::OptimError;
 pub use group::{GroupSpec, Hyper, ParamGroup};
-pub use optimizer::{GroupedOptimizer, Method, Optimizer, OptimizerState, ParamState};
+pub use optimizer::{GroupedOptimizer, Method, Optimizer, OptimizerState, ParamState, StepMode};
 pub use regularizer::{GroupL12, Grouping, L1PlusGroup, NoRegularizer, Regularizer, L1};

@@ -2,12 +2,14 @@
 //! runs any [`Method`] over parameter groups with per-parameter state.
 
 use bregman_layers::Parameter;
+use bregman_tensor::sparse::Csr;
 use bregman_tensor::Tensor;
 
 use crate::group::{build_groups, GroupSpec, ParamGroup};
 use crate::kernels::{
-    adabreg::adabreg, adam::adam, adam::AdamCoefficients, linbreg, proxgd::proxgd, sgd,
+    adabreg::adabreg, adam::adam, adam::AdamCoefficients, linbreg, masked, proxgd::proxgd, sgd,
 };
+use crate::regularizer::ElementwiseProx;
 use crate::OptimError;
 use rayon::prelude::*;
 
@@ -59,6 +61,24 @@ impl Method {
     }
 }
 
+/// How a step treats the regularized parameters (sparse backpropagation,
+/// docs/BREGMAN.md). Unregularized parameters (biases, batch-norm scales)
+/// always take a plain step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepMode {
+    /// Every entry moves: the plain step.
+    Full,
+    /// Only the support `θᵢ ≠ 0` moves (`v`, `θ` and the optimizer state
+    /// there); the gradient is read at the support alone. Bregman methods only.
+    Masked,
+    /// A full step that catches up with the masked steps since the last
+    /// full step: at the entries those steps left alone (off the support
+    /// they started from), the step's change of `v` is multiplied by the
+    /// number of steps it stands for, `1 +` the masked steps (a plain step
+    /// when there were none). Bregman methods only.
+    FullCatchUp,
+}
+
 /// The state of one parameter.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ParamState {
@@ -92,6 +112,22 @@ pub struct GroupedOptimizer {
     /// Group of each parameter (by position).
     group_of: Vec<usize>,
     step: u64,
+    /// Per parameter, the support the current run of masked steps started
+    /// from and the support of the latest masked step (scratch reused across
+    /// steps). Not part of [`OptimizerState`]: a checkpoint taken after a
+    /// full step (the trainer ends every epoch with one) needs neither.
+    supports: Vec<Supports>,
+    /// Masked steps since the last full step.
+    masked_run: u64,
+}
+
+/// The supports a run of masked steps needs (see [`GroupedOptimizer`]).
+#[derive(Debug, Clone, Default)]
+struct Supports {
+    /// Where the run started: the entries every masked step may move.
+    start: Csr,
+    /// The current step's support (it can only shrink during the run).
+    now: Csr,
 }
 
 impl GroupedOptimizer {
@@ -120,6 +156,8 @@ impl GroupedOptimizer {
             method,
             groups,
             state,
+            supports: vec![Supports::default(); params.len()],
+            masked_run: 0,
             group_of,
             step: 0,
         })
@@ -215,6 +253,49 @@ impl GroupedOptimizer {
         Ok(())
     }
 
+    /// One update in the given [`StepMode`]; [`Optimizer::step`] is
+    /// `step_with(…, StepMode::Full)`.
+    ///
+    /// **Errors** as [`Optimizer::step`], or for a masked or scaled step of a
+    /// method that is not a Bregman method.
+    pub fn step_with(
+        &mut self,
+        params: &mut [&mut Parameter],
+        grads: &[Tensor],
+        mode: StepMode,
+    ) -> Result<(), OptimError> {
+        if mode != StepMode::Full && !self.method.is_bregman() {
+            return Err(OptimError::Unsupported(format!(
+                "masked steps (sparse backpropagation) need a Bregman method \
+                 (linbreg, adabreg), not {}",
+                self.method.as_str()
+            )));
+        }
+        self.check(params, grads)?;
+        self.step += 1;
+        let (method, groups, k) = (self.method, &self.groups, self.step);
+        let step = Step {
+            method,
+            k,
+            mode,
+            masked_run: self.masked_run,
+        };
+        let group_of = &self.group_of;
+        params
+            .par_iter_mut()
+            .zip(self.state.par_iter_mut())
+            .zip(grads.par_iter().zip(self.supports.par_iter_mut()))
+            .enumerate()
+            .for_each(|(i, ((p, s), (g, supports)))| {
+                update(step, &groups[group_of[i]], p, s, g.data(), supports)
+            });
+        self.masked_run = match mode {
+            StepMode::Masked => self.masked_run + 1,
+            _ => 0,
+        };
+        Ok(())
+    }
+
     fn check(&self, params: &[&mut Parameter], grads: &[Tensor]) -> Result<(), OptimError> {
         let n = self.state.len();
         if params.len() != n || grads.len() != n {
@@ -270,22 +351,109 @@ fn buffer(slot: &mut Option<Vec<f32>>, len: usize) -> &mut [f32] {
     slot.get_or_insert_with(|| vec![0.0; len])
 }
 
-/// Step `k` of `method` for one parameter of group `g`.
-fn update(
+/// What one step is: the method, its number `k`, its mode and the masked
+/// steps before it since the last full one.
+#[derive(Clone, Copy)]
+struct Step {
     method: Method,
-    g: &ParamGroup,
     k: u64,
+    mode: StepMode,
+    masked_run: u64,
+}
+
+/// One step of one parameter of group `g`: the plain update, or for a
+/// regularized parameter of a Bregman method its masked or scaled form.
+fn update(
+    step: Step,
+    g: &ParamGroup,
     p: &mut Parameter,
     s: &mut ParamState,
     grad: &[f32],
+    supports: &mut Supports,
+) {
+    if step.method.is_bregman() && s.v.is_none() {
+        s.v = Some(init_v(&p.value, g));
+    }
+    let regularized = !matches!(g.regularizer.elementwise(), Some(ElementwiseProx::Identity));
+    let len = p.value.len();
+    match step.mode {
+        StepMode::Masked if regularized => {
+            let support = if step.masked_run == 0 {
+                &mut supports.start
+            } else {
+                &mut supports.now
+            };
+            support.fill_from_dense(p.value.data(), 1, len);
+            masked_update(step, g, p, s, grad, support.col_idx());
+        }
+        StepMode::FullCatchUp if regularized && step.masked_run > 0 => {
+            // The entries off the run's starting support missed `masked_run` steps.
+            let off = complement(supports.start.col_idx(), len);
+            let v_old = s.v.clone().expect("initialised above");
+            full_update(step, g, p, s, grad);
+            let scale = (step.masked_run + 1) as f32;
+            let gs = g.regularizer.grouping().group_size(p.value.shape());
+            let v = s.v.as_mut().expect("initialised above");
+            let (delta, reg) = (g.hyper.delta, g.regularizer.as_ref());
+            masked::scale_off_support(p.value.data_mut(), v, &v_old, &off, scale, delta, reg, gs);
+        }
+        _ => full_update(step, g, p, s, grad),
+    }
+}
+
+/// The sorted indices below `len` that are not in the sorted `idx`.
+fn complement(idx: &[u32], len: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(len - idx.len());
+    let mut next = idx.iter().copied().peekable();
+    for i in 0..len as u32 {
+        if next.peek() == Some(&i) {
+            next.next();
+        } else {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// The masked step of a Bregman method at the sorted indices `support`.
+fn masked_update(
+    step: Step,
+    g: &ParamGroup,
+    p: &mut Parameter,
+    s: &mut ParamState,
+    grad: &[f32],
+    support: &[u32],
 ) {
     let h = &g.hyper;
     let reg = g.regularizer.as_ref();
     let gs = reg.grouping().group_size(p.value.shape());
     let len = p.value.len();
-    if method.is_bregman() && s.v.is_none() {
-        s.v = Some(init_v(&p.value, g));
+    let theta = p.value.data_mut();
+    let v = s.v.as_mut().expect("initialised by update");
+    match step.method {
+        Method::LinBreg if h.momentum > 0.0 => {
+            let m = buffer(&mut s.m1, len);
+            let hyper = (h.lr, h.momentum);
+            masked::linbreg_momentum_masked(theta, v, m, grad, support, hyper, h.delta, reg, gs)
+        }
+        Method::LinBreg => masked::linbreg_masked(theta, v, grad, support, h.lr, h.delta, reg, gs),
+        Method::AdaBreg => {
+            let m1 = s.m1.get_or_insert_with(|| vec![0.0; len]);
+            let m2 = s.m2.get_or_insert_with(|| vec![0.0; len]);
+            let k = AdamCoefficients::new(h.lr, h.betas, h.eps, step.k);
+            masked::adabreg_masked(theta, v, m1, m2, grad, support, &k, h.delta, reg, gs)
+        }
+        _ => unreachable!("step_with admits masked steps of Bregman methods only"),
     }
+}
+
+/// The plain step `k` of `method` for one parameter of group `g`.
+fn full_update(step: Step, g: &ParamGroup, p: &mut Parameter, s: &mut ParamState, grad: &[f32]) {
+    let (method, k) = (step.method, step.k);
+    let h = &g.hyper;
+    let reg = g.regularizer.as_ref();
+    let gs = reg.grouping().group_size(p.value.shape());
+    let len = p.value.len();
     let theta = p.value.data_mut();
     let adam_k = || AdamCoefficients::new(h.lr, h.betas, h.eps, k);
     match method {
@@ -300,7 +468,7 @@ fn update(
         }
         Method::ProxGd => proxgd(theta, grad, h.lr, reg, gs),
         Method::LinBreg => {
-            let v = s.v.as_mut().expect("initialised above");
+            let v = s.v.as_mut().expect("initialised by update");
             if h.momentum > 0.0 {
                 let m = s.m1.get_or_insert_with(|| vec![0.0; len]);
                 linbreg::linbreg_momentum(theta, v, m, grad, h.lr, h.momentum, h.delta, reg, gs)
@@ -309,7 +477,7 @@ fn update(
             }
         }
         Method::AdaBreg => {
-            let v = s.v.as_mut().expect("initialised above");
+            let v = s.v.as_mut().expect("initialised by update");
             let m1 = s.m1.get_or_insert_with(|| vec![0.0; len]);
             let m2 = s.m2.get_or_insert_with(|| vec![0.0; len]);
             adabreg(theta, v, m1, m2, grad, &adam_k(), h.delta, reg, gs)
@@ -321,17 +489,7 @@ impl Optimizer for GroupedOptimizer {
     /// Tensors are updated in parallel (rayon over tensors, and over chunks
     /// within large tensors), each by its method's fused kernel.
     fn step(&mut self, params: &mut [&mut Parameter], grads: &[Tensor]) -> Result<(), OptimError> {
-        self.check(params, grads)?;
-        self.step += 1;
-        let (method, groups, k) = (self.method, &self.groups, self.step);
-        let group_of = &self.group_of;
-        params
-            .par_iter_mut()
-            .zip(self.state.par_iter_mut())
-            .zip(grads.par_iter())
-            .enumerate()
-            .for_each(|(i, ((p, s), g))| update(method, &groups[group_of[i]], k, p, s, g.data()));
-        Ok(())
+        self.step_with(params, grads, StepMode::Full)
     }
 
     fn groups(&self) -> &[ParamGroup] {

@@ -11,6 +11,7 @@
 pub mod adabreg;
 pub mod adam;
 pub mod linbreg;
+pub mod masked;
 pub mod proxgd;
 pub mod sgd;
 
