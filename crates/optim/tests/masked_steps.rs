@@ -197,8 +197,8 @@ fn the_scaled_full_step_stands_for_the_skipped_steps() {
         for (x, y) in approx.value.data().iter().zip(exact.value.data()) {
             assert!((x - y).abs() < 1e-5, "{}: θ {x} vs {y}", reg.name());
         }
-        // Without the correction the support lags: where entries entered
-        // in the exact run, fewer of them did.
+        // Without the correction the support lags: never more non-zeros
+        // than the exact run, and fewer in at least one case.
         let (mut plain, mut opt_p) = setup((Method::LinBreg, 0.0), reg.as_ref(), kind, &shape);
         let nnz = |p: &Parameter| p.value.data().iter().filter(|&&t| t != 0.0).count();
         let start = nnz(&plain);
