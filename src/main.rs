@@ -131,6 +131,15 @@ struct TrainArgs {
     /// What the learning-rate plateau scheduler watches: val-acc (SPEC) | train-loss (authors' code).
     #[arg(long)]
     plateau_metric: Option<String>,
+    /// Sparse backpropagation: a full Bregman step every K steps, masked
+    /// steps between (weight gradient and update on the support only).
+    /// Bregman optimizers only; 1 (default) trains exactly.
+    #[arg(long, value_name = "K")]
+    sparse_backprop: Option<usize>,
+    /// With --sparse-backprop: whether each full step catches up with the
+    /// masked steps before it (true, the default) or not (false).
+    #[arg(long, value_name = "BOOL")]
+    sparse_backprop_catch_up: Option<bool>,
     /// Dense products everywhere (by default weights sparse enough run
     /// sparse kernels for the forward pass and the input gradient).
     #[arg(long)]
@@ -259,7 +268,9 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         prune_target,
         prune_rounds,
         lasso_threshold,
-        plateau_metric
+        plateau_metric,
+        sparse_backprop,
+        sparse_backprop_catch_up
     );
     if args.lambda_target.is_some() {
         cfg.lambda_target = args.lambda_target;

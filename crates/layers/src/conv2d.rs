@@ -16,7 +16,7 @@ use bregman_tensor::Tensor;
 use rand::Rng;
 
 use crate::init::{default_bound, uniform};
-use crate::kernels::SparseForm;
+use crate::kernels::{Refill, SparseForm};
 use crate::module::expect_shape;
 use crate::{Kernels, LayerError, Module, ParamKind, Parameter};
 
@@ -86,7 +86,10 @@ impl Conv2d {
             training,
             MAX_SPARSE_DENSITY,
             |d| sparse_conv_pays(d, training),
-            |s, v| s.refill(v, wshape),
+            |s, v, how| match how {
+                Refill::Full => s.refill(v, wshape),
+                Refill::Values => s.refresh(v),
+            },
         )
     }
 

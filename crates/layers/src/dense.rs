@@ -16,7 +16,7 @@ use bregman_tensor::Tensor;
 use rand::Rng;
 
 use crate::init::{default_bound, uniform};
-use crate::kernels::SparseForm;
+use crate::kernels::{Refill, SparseForm};
 use crate::module::expect_shape;
 use crate::{Kernels, LayerError, Module, ParamKind, Parameter};
 
@@ -71,7 +71,10 @@ impl Dense {
             training,
             MAX_SPARSE_DENSITY,
             |d| sparse_linear_pays(d, n, training),
-            |s, w| s.refill(w, out, input),
+            |s, w, how| match how {
+                Refill::Full => s.refill(w, out, input),
+                Refill::Values => s.refresh(w),
+            },
         )
     }
 

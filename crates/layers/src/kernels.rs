@@ -33,7 +33,21 @@ pub(crate) struct SparseForm<T> {
     /// The density the form (or the decision not to build one) was made from;
     /// `None` when stale.
     density: Cell<Option<f64>>,
+    /// During a run of masked steps (weight gradient on the support): the
+    /// density of the structure built at the run's start. The support can
+    /// only shrink until the next full step, so the form keeps that structure
+    /// and a stale form only re-reads its values (O(nnz), no pass over θ).
+    run: Cell<Option<f64>>,
     form: RefCell<Option<T>>,
+}
+
+/// How [`SparseForm::get`] asks its caller to bring a stale form up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refill {
+    /// Rebuild it from θ (structure and values).
+    Full,
+    /// Keep the structure, re-read the values at its positions.
+    Values,
 }
 
 impl<T: Default> SparseForm<T> {
@@ -45,7 +59,12 @@ impl<T: Default> SparseForm<T> {
     /// Sets which weight gradient a training pass computes (the form itself
     /// does not change).
     pub(crate) fn set_weight_grad(&mut self, weight_grad: WeightGrad) {
-        self.weight_grad = weight_grad;
+        if weight_grad != self.weight_grad {
+            // A run of masked steps starts or ends: the next pass rebuilds.
+            self.weight_grad = weight_grad;
+            self.run.set(None);
+            self.invalidate();
+        }
     }
 
     /// The weight gradient a training pass computes.
@@ -56,6 +75,7 @@ impl<T: Default> SparseForm<T> {
     /// Sets the kernel choice.
     pub(crate) fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
+        self.run.set(None);
         self.invalidate();
     }
 
@@ -64,26 +84,36 @@ impl<T: Default> SparseForm<T> {
     /// (otherwise no form is built) and `pays(d)` — or, in a training pass
     /// that wants the weight gradient on the support only, whatever `pays`
     /// says (the sampled weight gradient needs the form, and it saves more
-    /// than the sparse products can cost below `max_density`). Rebuilds it
-    /// with `fill(form, w)` first when stale.
+    /// than the sparse products can cost below `max_density`). Brings a stale
+    /// form up to date first with `fill(form, w, how)`: a full rebuild, or
+    /// within a run of masked steps a refresh of the values ([`Refill`]).
     pub(crate) fn get(
         &self,
         w: &[f32],
         training: bool,
         max_density: f64,
         pays: impl Fn(f64) -> bool,
-        fill: impl FnOnce(&mut T, &[f32]),
+        fill: impl FnOnce(&mut T, &[f32], Refill),
     ) -> Option<Ref<'_, T>> {
         if self.kernels == Kernels::Dense {
             return None;
         }
-        let density = match self.density.get() {
-            Some(d) => d,
-            None => {
+        let density = match (self.density.get(), self.run.get()) {
+            (Some(d), _) => d,
+            (None, Some(d)) => {
+                let mut slot = self.form.borrow_mut();
+                fill(slot.get_or_insert_with(T::default), w, Refill::Values);
+                self.density.set(Some(d));
+                d
+            }
+            (None, None) => {
                 let d = bregman_tensor::sparse::density(w);
                 if d <= max_density {
                     let mut slot = self.form.borrow_mut();
-                    fill(slot.get_or_insert_with(T::default), w);
+                    fill(slot.get_or_insert_with(T::default), w, Refill::Full);
+                    if self.weight_grad == WeightGrad::Support {
+                        self.run.set(Some(d));
+                    }
                 }
                 self.density.set(Some(d));
                 d

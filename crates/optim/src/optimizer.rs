@@ -68,8 +68,11 @@ impl Method {
 pub enum StepMode {
     /// Every entry moves: the plain step.
     Full,
-    /// Only the support `θᵢ ≠ 0` moves (`v`, `θ` and the optimizer state
-    /// there); the gradient is read at the support alone. Bregman methods only.
+    /// Only the support moves (`v`, `θ` and the optimizer state there), the
+    /// gradient read there alone: the positions `θᵢ ≠ 0` when the run of
+    /// masked steps began (after the last full step), fixed for the run — a
+    /// weight that reaches 0 inside the run keeps moving with it, one that
+    /// was 0 waits for the next full step. Bregman methods only.
     Masked,
     /// A full step that catches up with the masked steps since the last
     /// full step: at the entries those steps left alone (off the support
@@ -113,21 +116,13 @@ pub struct GroupedOptimizer {
     group_of: Vec<usize>,
     step: u64,
     /// Per parameter, the support the current run of masked steps started
-    /// from and the support of the latest masked step (scratch reused across
-    /// steps). Not part of [`OptimizerState`]: a checkpoint taken after a
-    /// full step (the trainer ends every epoch with one) needs neither.
-    supports: Vec<Supports>,
+    /// from: the positions every masked step of the run moves (scratch
+    /// reused across steps). Not part of [`OptimizerState`]: a checkpoint
+    /// taken after a full step (the trainer ends every epoch with one) does
+    /// not need it.
+    supports: Vec<Csr>,
     /// Masked steps since the last full step.
     masked_run: u64,
-}
-
-/// The supports a run of masked steps needs (see [`GroupedOptimizer`]).
-#[derive(Debug, Clone, Default)]
-struct Supports {
-    /// Where the run started: the entries every masked step may move.
-    start: Csr,
-    /// The current step's support (it can only shrink during the run).
-    now: Csr,
 }
 
 impl GroupedOptimizer {
@@ -156,7 +151,7 @@ impl GroupedOptimizer {
             method,
             groups,
             state,
-            supports: vec![Supports::default(); params.len()],
+            supports: vec![Csr::new(); params.len()],
             masked_run: 0,
             group_of,
             step: 0,
@@ -286,8 +281,8 @@ impl GroupedOptimizer {
             .zip(self.state.par_iter_mut())
             .zip(grads.par_iter().zip(self.supports.par_iter_mut()))
             .enumerate()
-            .for_each(|(i, ((p, s), (g, supports)))| {
-                update(step, &groups[group_of[i]], p, s, g.data(), supports)
+            .for_each(|(i, ((p, s), (g, support)))| {
+                update(step, &groups[group_of[i]], p, s, g.data(), support)
             });
         self.masked_run = match mode {
             StepMode::Masked => self.masked_run + 1,
@@ -369,7 +364,7 @@ fn update(
     p: &mut Parameter,
     s: &mut ParamState,
     grad: &[f32],
-    supports: &mut Supports,
+    support: &mut Csr,
 ) {
     if step.method.is_bregman() && s.v.is_none() {
         s.v = Some(init_v(&p.value, g));
@@ -378,17 +373,15 @@ fn update(
     let len = p.value.len();
     match step.mode {
         StepMode::Masked if regularized => {
-            let support = if step.masked_run == 0 {
-                &mut supports.start
-            } else {
-                &mut supports.now
-            };
-            support.fill_from_dense(p.value.data(), 1, len);
+            if step.masked_run == 0 {
+                // A run starts: its positions are the current support.
+                support.fill_from_dense(p.value.data(), 1, len);
+            }
             masked_update(step, g, p, s, grad, support.col_idx());
         }
         StepMode::FullCatchUp if regularized && step.masked_run > 0 => {
             // The entries off the run's starting support missed `masked_run` steps.
-            let off = complement(supports.start.col_idx(), len);
+            let off = complement(support.col_idx(), len);
             let v_old = s.v.clone().expect("initialised above");
             full_update(step, g, p, s, grad);
             let scale = (step.masked_run + 1) as f32;

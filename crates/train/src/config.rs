@@ -95,6 +95,17 @@ pub struct TrainConfig {
     /// 5-epoch warm-up, λ moves by a tenth of its initial value at most every 2 epochs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_target: Option<f32>,
+    /// Sparse backpropagation (docs/BREGMAN.md): every `K`-th step is a full
+    /// Bregman step, the `K − 1` between are masked (the weight gradient on
+    /// the support only, and only the support moves). 1: every step full
+    /// (exact training). Bregman optimizers only.
+    #[serde(default = "default_sparse_backprop")]
+    pub sparse_backprop: usize,
+    /// With sparse backpropagation, whether each full step catches up with
+    /// the masked ones before it (its change of `v` off the support times
+    /// the steps it stands for).
+    #[serde(default = "default_catch_up")]
+    pub sparse_backprop_catch_up: bool,
 }
 
 // Defaults of fields added after the first release, so that older
@@ -110,6 +121,12 @@ fn default_prune_target() -> f32 {
 }
 fn default_prune_rounds() -> usize {
     4
+}
+fn default_sparse_backprop() -> usize {
+    1
+}
+fn default_catch_up() -> bool {
+    true
 }
 
 /// The per-experiment part of a preset.
@@ -271,6 +288,8 @@ impl TrainConfig {
             prune_target: default_prune_target(),
             prune_rounds: default_prune_rounds(),
             lambda_target: None,
+            sparse_backprop: default_sparse_backprop(),
+            sparse_backprop_catch_up: default_catch_up(),
         })
     }
 
@@ -354,6 +373,28 @@ impl TrainConfig {
                 "plateau-metric",
                 self.plateau_metric.clone(),
                 &format!("unknown (choose from {})", PLATEAU_METRICS.join(", ")),
+            );
+        }
+        if self.sparse_backprop == 0 {
+            return bad(
+                "sparse-backprop",
+                "0".into(),
+                "must be ≥ 1 (1: every step full)",
+            );
+        }
+        if self.sparse_backprop > 1
+            && !matches!(
+                self.optimizer.as_str(),
+                "linbreg" | "linbreg-momentum" | "adabreg"
+            )
+        {
+            return bad(
+                "sparse-backprop",
+                self.sparse_backprop.to_string(),
+                &format!(
+                    "needs a Bregman optimizer (linbreg, linbreg-momentum, adabreg), not {}",
+                    self.optimizer
+                ),
             );
         }
         if self.prune_rounds == 0 {

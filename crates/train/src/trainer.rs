@@ -5,14 +5,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bregman_autodiff::Tape;
+use bregman_autodiff::{Tape, WeightGrad};
 use bregman_data::{batches, load, BatchOptions, Dataset, DatasetKind};
 use bregman_layers::{models, Module, ParamKind, Sequential};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
 use bregman_optim::schedule::{LambdaScheduler, PlateauMode, PlateauScheduler};
 use bregman_optim::{
     GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer, OptimError,
-    Optimizer, Regularizer, L1,
+    Optimizer, Regularizer, StepMode, L1,
 };
 use bregman_tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -320,8 +320,14 @@ impl Run {
         let denoise = is_denoising(&self.cfg);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let start = Instant::now();
+        let n_batches = self.train.len().div_ceil(self.cfg.batch_size.max(1));
         for (bi, batch) in batches(&self.train, opts, self.cfg.seed, epoch as u64).enumerate() {
             let n = batch.labels.len();
+            let mode = sparse_backprop_step(&self.cfg, bi, n_batches);
+            self.model.set_weight_grad(match mode {
+                StepMode::Masked => WeightGrad::Support,
+                _ => WeightGrad::Dense,
+            });
             let grads = {
                 let mut tape = Tape::new();
                 let x = tape.constant(batch.x);
@@ -389,7 +395,8 @@ impl Run {
                     }
                 }
             }
-            self.opt.step(&mut self.model.params_mut(), &grads)?;
+            self.opt
+                .step_with(&mut self.model.params_mut(), &grads, mode)?;
             apply_masks(&mut self.model, &self.masks);
             bar.inc(1);
             let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
@@ -781,6 +788,21 @@ pub fn evaluate(
 
 /// Batching of `cfg`'s experiment: shuffled (and for CIFAR augmented) for
 /// training; noisy inputs for denoising.
+/// The step mode of batch `bi` of an epoch of `n_batches` under sparse
+/// backpropagation with `K = cfg.sparse_backprop`: every `K`-th step and the
+/// epoch's last are full (so a checkpoint, written after an epoch, never
+/// falls inside a run of masked steps), the others masked.
+pub fn sparse_backprop_step(cfg: &TrainConfig, bi: usize, n_batches: usize) -> StepMode {
+    let k = cfg.sparse_backprop.max(1);
+    if k > 1 && !(bi + 1).is_multiple_of(k) && bi + 1 < n_batches {
+        StepMode::Masked
+    } else if k > 1 && cfg.sparse_backprop_catch_up {
+        StepMode::FullCatchUp
+    } else {
+        StepMode::Full
+    }
+}
+
 fn batch_options(
     cfg: &TrainConfig,
     kind: DatasetKind,

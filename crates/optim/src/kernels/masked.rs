@@ -11,10 +11,11 @@
 //! for i ∈ S:   vᵢ ← vᵢ − Δᵢ(gᵢ);   then θ ← prox_{δJ}(δ v) on S (or on S's groups)
 //! ```
 //!
-//! Off the support `v`, `θ = 0` and the optimizer state stay as they are.
-//! A weight may leave the support (`|vᵢ|` falls below λ; it is then frozen
-//! for the rest of the run of masked steps) but none can enter it — that is
-//! what the full steps are for. Serial per tensor (gathers and
+//! The support is the one the run of masked steps started from (the
+//! positions the layers' sparse forms keep for the run). Off it `v`, `θ = 0`
+//! and the optimizer state stay as they are. A weight of the support may
+//! reach 0 (`|vᵢ|` falls below λ) and still moves with the run, so it may
+//! come back; none off it can enter — that is what the full steps are for. Serial per tensor (gathers and
 //! scatters at a few percent of the entries; the tensors of a model run in
 //! parallel), so the bits do not depend on the thread count.
 

@@ -113,6 +113,28 @@ impl SparseConv {
         self.wt_flip.fill_from_dense(&self.flipped, c, oc * taps);
     }
 
+    /// Re-reads the values at the existing non-zero taps from `w` (same
+    /// shape), keeping the structure of `W` and of its flipped transpose:
+    /// O(nnz). For a weight whose support can only have shrunk since the last
+    /// [`SparseConv::refill`] (the masked steps of sparse backpropagation).
+    ///
+    /// **Panics** if `w` does not have the weight's shape.
+    pub fn refresh(&mut self, w: &[f32]) {
+        let [oc, c, kh, kw] = self.shape;
+        let taps = kh * kw;
+        assert_eq!(
+            w.len(),
+            oc * c * taps,
+            "SparseConv: refresh from another shape"
+        );
+        self.w.refresh_values(w);
+        // Row ci, column (o, t') of the flipped transpose is W[o, ci, taps − 1 − t'].
+        self.wt_flip.refresh_values_by(|ci, j| {
+            let (o, t) = (j / taps, j % taps);
+            w[(o * c + ci) * taps + taps - 1 - t]
+        });
+    }
+
     /// `W` as `[OC, C·KH·KW]` (the layout of `torch.sparse_csr_tensor` for
     /// the flattened weight).
     pub fn weight(&self) -> &Csr {

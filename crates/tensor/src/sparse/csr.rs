@@ -317,6 +317,32 @@ impl Csr {
         &self.values
     }
 
+    /// Re-reads the values of the existing non-zero positions from the dense
+    /// row-major `w` (`rows × cols`, the shape the structure was built for),
+    /// keeping the structure: O(nnz), no pass over the zeros. A position
+    /// whose value has become 0 stays, as an explicit zero.
+    ///
+    /// **Panics** if `w` does not have the structure's shape.
+    pub fn refresh_values(&mut self, w: &[f32]) {
+        assert_eq!(
+            w.len(),
+            self.rows * self.cols,
+            "Csr: refresh from another shape"
+        );
+        let cols = self.cols;
+        self.refresh_values_by(|i, j| w[i * cols + j]);
+    }
+
+    /// As [`Csr::refresh_values`], the value at `(row, col)` given by `value`.
+    pub fn refresh_values_by(&mut self, value: impl Fn(usize, usize) -> f32) {
+        for i in 0..self.rows {
+            let (lo, hi) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
+            for (v, &j) in self.values[lo..hi].iter_mut().zip(&self.col_idx[lo..hi]) {
+                *v = value(i, j as usize);
+            }
+        }
+    }
+
     /// The dense row-major matrix (for tests and exports).
     pub fn to_dense(&self) -> Vec<f32> {
         self.scatter(&self.values)

@@ -69,6 +69,18 @@ impl SparseLinear {
         self.wt_fresh.set(false);
     }
 
+    /// Re-reads the values at the existing non-zero positions of `W` from
+    /// `w` (same shape), keeping the structure: O(nnz). For a weight whose
+    /// support can only have shrunk since the last [`SparseLinear::refill`]
+    /// (the masked steps of sparse backpropagation); weights that became 0
+    /// stay as explicit zeros.
+    ///
+    /// **Panics** if `w` does not have the weight's shape.
+    pub fn refresh(&mut self, w: &[f32]) {
+        self.w.refresh_values(w);
+        self.wt_fresh.set(false);
+    }
+
     /// `W` (`[out, in]`).
     pub fn weight(&self) -> &Csr {
         &self.w
