@@ -136,10 +136,10 @@ struct TrainArgs {
     /// Bregman optimizers only; 1 (default) trains exactly.
     #[arg(long, value_name = "K")]
     sparse_backprop: Option<usize>,
-    /// With --sparse-backprop: whether each full step catches up with the
-    /// masked steps before it (true, the default) or not (false).
-    #[arg(long, value_name = "BOOL")]
-    sparse_backprop_catch_up: Option<bool>,
+    /// With --sparse-backprop: how each full step catches up with the masked
+    /// steps before it: none | linear | sqrt (default; see docs/BREGMAN.md).
+    #[arg(long, value_name = "RULE")]
+    sparse_backprop_catch_up: Option<String>,
     /// Dense products everywhere (by default weights sparse enough run
     /// sparse kernels for the forward pass and the input gradient).
     #[arg(long)]

@@ -40,5 +40,7 @@ pub mod schedule;
 
 pub use error::OptimError;
 pub use group::{GroupSpec, Hyper, ParamGroup};
-pub use optimizer::{GroupedOptimizer, Method, Optimizer, OptimizerState, ParamState, StepMode};
+pub use optimizer::{
+    CatchUp, GroupedOptimizer, Method, Optimizer, OptimizerState, ParamState, StepMode,
+};
 pub use regularizer::{GroupL12, Grouping, L1PlusGroup, NoRegularizer, Regularizer, L1};

@@ -76,10 +76,31 @@ pub enum StepMode {
     Masked,
     /// A full step that catches up with the masked steps since the last
     /// full step: at the entries those steps left alone (off the support
-    /// they started from), the step's change of `v` is multiplied by the
-    /// number of steps it stands for, `1 +` the masked steps (a plain step
-    /// when there were none). Bregman methods only.
-    FullCatchUp,
+    /// they started from), the step's change of `v` is multiplied by a
+    /// factor of `n`, the number of steps it stands for (`1 +` the masked
+    /// steps; a plain step when there were none). Bregman methods only.
+    FullCatchUp(CatchUp),
+}
+
+/// The factor of a [`StepMode::FullCatchUp`] step for a step standing for `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// `n`: the skipped steps' drift if the gradient stayed what it is now
+    /// (its noise is multiplied by `n` too).
+    Linear,
+    /// `√n`: the spread of `n` steps of independent gradient noise (the drift
+    /// is under-counted by `√n`).
+    Sqrt,
+}
+
+impl CatchUp {
+    /// The factor for a step standing for `n` steps.
+    pub fn factor(self, n: u64) -> f32 {
+        match self {
+            CatchUp::Linear => n as f32,
+            CatchUp::Sqrt => (n as f32).sqrt(),
+        }
+    }
 }
 
 /// The state of one parameter.
@@ -379,12 +400,12 @@ fn update(
             }
             masked_update(step, g, p, s, grad, support.col_idx());
         }
-        StepMode::FullCatchUp if regularized && step.masked_run > 0 => {
+        StepMode::FullCatchUp(catch_up) if regularized && step.masked_run > 0 => {
             // The entries off the run's starting support missed `masked_run` steps.
             let off = complement(support.col_idx(), len);
             let v_old = s.v.clone().expect("initialised above");
             full_update(step, g, p, s, grad);
-            let scale = (step.masked_run + 1) as f32;
+            let scale = catch_up.factor(step.masked_run + 1);
             let gs = g.regularizer.grouping().group_size(p.value.shape());
             let v = s.v.as_mut().expect("initialised above");
             let (delta, reg) = (g.hyper.delta, g.regularizer.as_ref());

@@ -5,8 +5,8 @@
 
 use bregman_layers::{ParamKind, Parameter};
 use bregman_optim::{
-    GroupL12, GroupSpec, GroupedOptimizer, Hyper, Method, OptimError, Optimizer, Regularizer,
-    StepMode, L1,
+    CatchUp, GroupL12, GroupSpec, GroupedOptimizer, Hyper, Method, OptimError, Optimizer,
+    Regularizer, StepMode, L1,
 };
 use bregman_tensor::Tensor;
 use rand::{Rng, SeedableRng};
@@ -187,7 +187,11 @@ fn the_scaled_full_step_stands_for_the_skipped_steps() {
                 .unwrap();
         }
         opt_a
-            .step_with(&mut [&mut approx], &[g.clone()], StepMode::FullCatchUp)
+            .step_with(
+                &mut [&mut approx],
+                &[g.clone()],
+                StepMode::FullCatchUp(CatchUp::Linear),
+            )
             .unwrap();
         let ve = opt_e.param_states()[0].v.clone().unwrap();
         let va = opt_a.param_states()[0].v.clone().unwrap();
@@ -230,7 +234,7 @@ fn methods_without_v_refuse_masked_steps() {
         let mut p = Parameter::new("w", ParamKind::LinearWeight, rand_tensor(&[3, 4], 1));
         let spec = GroupSpec::all(Hyper::default(), Box::new(L1::new(0.1)));
         let mut opt = GroupedOptimizer::new(method, &[&p], vec![spec]).unwrap();
-        for mode in [StepMode::Masked, StepMode::FullCatchUp] {
+        for mode in [StepMode::Masked, StepMode::FullCatchUp(CatchUp::Sqrt)] {
             let err = opt.step_with(&mut [&mut p], &[rand_tensor(&[3, 4], 2)], mode);
             assert!(
                 matches!(err, Err(OptimError::Unsupported(_))),

@@ -101,11 +101,11 @@ pub struct TrainConfig {
     /// (exact training). Bregman optimizers only.
     #[serde(default = "default_sparse_backprop")]
     pub sparse_backprop: usize,
-    /// With sparse backpropagation, whether each full step catches up with
-    /// the masked ones before it (its change of `v` off the support times
-    /// the steps it stands for).
+    /// With sparse backpropagation, how each full step catches up with the
+    /// masked ones before it: `none`, `linear` (its change of `v` off the
+    /// support times `n`, the steps it stands for) or `sqrt` (times `√n`).
     #[serde(default = "default_catch_up")]
-    pub sparse_backprop_catch_up: bool,
+    pub sparse_backprop_catch_up: String,
 }
 
 // Defaults of fields added after the first release, so that older
@@ -125,9 +125,12 @@ fn default_prune_rounds() -> usize {
 fn default_sparse_backprop() -> usize {
     1
 }
-fn default_catch_up() -> bool {
-    true
+fn default_catch_up() -> String {
+    "sqrt".into()
 }
+
+/// The values of `--sparse-backprop-catch-up`.
+pub const CATCH_UPS: &[&str] = &["none", "linear", "sqrt"];
 
 /// The per-experiment part of a preset.
 struct Preset {
@@ -373,6 +376,13 @@ impl TrainConfig {
                 "plateau-metric",
                 self.plateau_metric.clone(),
                 &format!("unknown (choose from {})", PLATEAU_METRICS.join(", ")),
+            );
+        }
+        if !CATCH_UPS.contains(&self.sparse_backprop_catch_up.as_str()) {
+            return bad(
+                "sparse-backprop-catch-up",
+                self.sparse_backprop_catch_up.clone(),
+                &format!("unknown (choose from {})", CATCH_UPS.join(", ")),
             );
         }
         if self.sparse_backprop == 0 {

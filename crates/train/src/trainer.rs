@@ -11,8 +11,8 @@ use bregman_layers::{models, Module, ParamKind, Sequential};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
 use bregman_optim::schedule::{LambdaScheduler, PlateauMode, PlateauScheduler};
 use bregman_optim::{
-    GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer, OptimError,
-    Optimizer, Regularizer, StepMode, L1,
+    CatchUp, GroupL12, GroupSpec, GroupedOptimizer, Hyper, L1PlusGroup, Method, NoRegularizer,
+    OptimError, Optimizer, Regularizer, StepMode, L1,
 };
 use bregman_tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -796,8 +796,10 @@ pub fn sparse_backprop_step(cfg: &TrainConfig, bi: usize, n_batches: usize) -> S
     let k = cfg.sparse_backprop.max(1);
     if k > 1 && !(bi + 1).is_multiple_of(k) && bi + 1 < n_batches {
         StepMode::Masked
-    } else if k > 1 && cfg.sparse_backprop_catch_up {
-        StepMode::FullCatchUp
+    } else if k > 1 && cfg.sparse_backprop_catch_up == "linear" {
+        StepMode::FullCatchUp(CatchUp::Linear)
+    } else if k > 1 && cfg.sparse_backprop_catch_up == "sqrt" {
+        StepMode::FullCatchUp(CatchUp::Sqrt)
     } else {
         StepMode::Full
     }
