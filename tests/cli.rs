@@ -233,6 +233,78 @@ fn sparse_kernels_train_like_dense_kernels() {
     }
 }
 
+/// Sparse backpropagation (`--sparse-backprop 4`): the same bits with one
+/// and two threads, a resumed run equal to the uninterrupted one (every
+/// epoch ends with a full step, so no run of masked steps straddles a
+/// checkpoint), the support growing from the sparse start, and K = 1 the
+/// exact training bit for bit.
+#[test]
+fn sparse_backprop_is_reproducible_resumable_and_grows_the_support() {
+    let train = |dir: &Path, threads: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--seed",
+            "5",
+            "--out",
+            dir.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let out = bin()
+            .args(&args)
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let k4 = ["--sparse-backprop", "4", "--epochs", "3"];
+    let (a, b, c) = (tmp("sbp-1"), tmp("sbp-2"), tmp("sbp-resume"));
+    train(&a, "1", &k4);
+    train(&b, "2", &k4);
+    assert_eq!(without_seconds(&a), without_seconds(&b), "thread count");
+    train(&c, "2", &["--sparse-backprop", "4", "--epochs", "1"]);
+    let resumed = bin()
+        .args([
+            "train",
+            "--resume",
+            c.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(without_seconds(&a), without_seconds(&c), "resume");
+    let m = metrics(&a);
+    let n: Vec<f64> = m.iter().map(|r| num(r, "n_total")).collect();
+    assert!(
+        n[2] > n[0] && n[0] > 0.01,
+        "the support should grow from r = 1%: {n:?}"
+    );
+    assert!(
+        num(&m[2], "test_acc") > 0.5,
+        "it should learn: {}",
+        m[2]["test_acc"]
+    );
+    let (e, k1) = (tmp("sbp-exact"), tmp("sbp-k1"));
+    train(&e, "2", &["--epochs", "2"]);
+    train(&k1, "2", &["--epochs", "2", "--sparse-backprop", "1"]);
+    assert_eq!(
+        without_seconds(&e),
+        without_seconds(&k1),
+        "K = 1 is exact training"
+    );
+}
+
 #[test]
 fn invalid_flags_give_one_line_errors() {
     let cases: &[(&[&str], &str)] = &[
@@ -255,6 +327,18 @@ fn invalid_flags_give_one_line_errors() {
             "unknown experiment 'imagenet'",
         ),
         (&["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+        (
+            &["--sparse-backprop", "0"],
+            "--sparse-backprop 0: must be ≥ 1",
+        ),
+        (
+            &["--sparse-backprop", "4", "--optimizer", "sgd"],
+            "--sparse-backprop 4: needs a Bregman optimizer",
+        ),
+        (
+            &["--sparse-backprop-catch-up", "cubic"],
+            "--sparse-backprop-catch-up cubic: unknown",
+        ),
     ];
     for (flags, want) in cases {
         let mut args = vec!["train"];
