@@ -87,7 +87,10 @@ impl Conv2d {
             MAX_SPARSE_DENSITY,
             |d| sparse_conv_pays(d, training),
             |s, v, how| match how {
-                Refill::Full => s.refill(v, wshape),
+                Refill::Full => {
+                    s.refill(v, wshape);
+                    true
+                }
                 Refill::Values => s.refresh(v),
             },
         )

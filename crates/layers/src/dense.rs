@@ -72,7 +72,10 @@ impl Dense {
             MAX_SPARSE_DENSITY,
             |d| sparse_linear_pays(d, n, training),
             |s, w, how| match how {
-                Refill::Full => s.refill(w, out, input),
+                Refill::Full => {
+                    s.refill(w, out, input);
+                    true
+                }
                 Refill::Values => s.refresh(w),
             },
         )

@@ -86,27 +86,38 @@ impl<T: Default> SparseForm<T> {
     /// says (the sampled weight gradient needs the form, and it saves more
     /// than the sparse products can cost below `max_density`). Brings a stale
     /// form up to date first with `fill(form, w, how)`: a full rebuild, or
-    /// within a run of masked steps a refresh of the values ([`Refill`]).
+    /// within a run of masked steps a refresh of the values ([`Refill`]),
+    /// which `fill` reports `false` for when `w` has a non-zero outside the
+    /// kept structure (the weight was changed by something other than a
+    /// masked step) — the form is then rebuilt in full.
     pub(crate) fn get(
         &self,
         w: &[f32],
         training: bool,
         max_density: f64,
         pays: impl Fn(f64) -> bool,
-        fill: impl FnOnce(&mut T, &[f32], Refill),
+        mut fill: impl FnMut(&mut T, &[f32], Refill) -> bool,
     ) -> Option<Ref<'_, T>> {
         if self.kernels == Kernels::Dense {
             return None;
         }
-        let density = match (self.density.get(), self.run.get()) {
-            (Some(d), _) => d,
+        let refreshed = match (self.density.get(), self.run.get()) {
             (None, Some(d)) => {
                 let mut slot = self.form.borrow_mut();
-                fill(slot.get_or_insert_with(T::default), w, Refill::Values);
-                self.density.set(Some(d));
-                d
+                let ok = fill(slot.get_or_insert_with(T::default), w, Refill::Values);
+                if ok {
+                    self.density.set(Some(d));
+                } else {
+                    self.run.set(None);
+                }
+                ok
             }
-            (None, None) => {
+            _ => false,
+        };
+        let density = match self.density.get() {
+            Some(d) => d,
+            None => {
+                debug_assert!(!refreshed);
                 let d = bregman_tensor::sparse::density(w);
                 if d <= max_density {
                     let mut slot = self.form.borrow_mut();

@@ -425,3 +425,84 @@ fn mlp_overfits_64_samples_with_plain_gradient_steps() {
     }
     assert_eq!(acc, 1.0, "training accuracy after plain gradient descent");
 }
+
+/// In a run of masked steps (weight gradient on the support) a layer keeps
+/// its sparse form's structure and only re-reads the values: after weights
+/// of the support change or reach 0 its output and weight gradient still
+/// equal the dense layer's (on the support), and a weight set outside the
+/// structure (not a masked step's doing) makes it rebuild the form instead
+/// of being ignored. Dense layer and convolution alike.
+#[test]
+fn a_masked_run_refreshes_the_sparse_form_and_notices_new_weights() {
+    use bregman_autodiff::WeightGrad;
+    use bregman_layers::Kernels;
+    let make = |conv: bool| -> Box<dyn Module> {
+        let mut r = rng(7);
+        let mut m: Box<dyn Module> = if conv {
+            Box::new(Conv2d::new(3, 4, 3, 1, 1, true, &mut r))
+        } else {
+            Box::new(Dense::new(30, 20, &mut r))
+        };
+        // 10% of the weights non-zero.
+        for (i, w) in m.params_mut()[0].value.data_mut().iter_mut().enumerate() {
+            if i % 10 != 3 {
+                *w = 0.0;
+            }
+        }
+        m
+    };
+    for conv in [false, true] {
+        let x = if conv {
+            rand_tensor(&[2, 3, 7, 6], 2)
+        } else {
+            rand_tensor(&[6, 30], 1)
+        };
+        let (mut layer, mut reference) = (make(conv), make(conv));
+        reference.set_kernels(Kernels::Dense);
+        layer.set_weight_grad(WeightGrad::Support);
+        let outputs = |m: &dyn Module| {
+            let mut tape = Tape::new();
+            let xv = tape.constant(x.clone());
+            let y = m.forward(&mut tape, xv).unwrap();
+            let yv = tape.value(y).clone();
+            tape.backward_with(y, rand_tensor(yv.shape(), 9));
+            let w = &m.params()[0].value;
+            (yv, tape.grad_of(w).unwrap().clone(), w.clone())
+        };
+        for change in [
+            "first pass",
+            "support moves",
+            "a weight reaches 0",
+            "a new weight",
+        ] {
+            {
+                let mut params = layer.params_mut();
+                let w = params[0].value.data_mut();
+                match change {
+                    "support moves" => w.iter_mut().for_each(|v| *v *= 1.5),
+                    "a weight reaches 0" => {
+                        let first = w.iter().position(|&v| v != 0.0).unwrap();
+                        w[first] = 0.0;
+                    }
+                    "a new weight" => w[0] = 0.25,
+                    _ => {}
+                }
+            }
+            reference.params_mut()[0].value = layer.params()[0].value.clone();
+            let (y, g, w) = outputs(&*layer);
+            let (yd, gd, _) = outputs(&*reference);
+            let what = format!("{} after '{change}'", layer.describe());
+            assert!(
+                y.max_abs_diff(&yd) < 1e-5,
+                "{what}: output off by {}",
+                y.max_abs_diff(&yd)
+            );
+            for i in 0..w.len() {
+                if w.data()[i] != 0.0 {
+                    let (a, b) = (g.data()[i], gd.data()[i]);
+                    assert!((a - b).abs() < 1e-4, "{what}: ∂W[{i}] {a} vs {b}");
+                }
+            }
+        }
+    }
+}

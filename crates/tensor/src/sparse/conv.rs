@@ -117,9 +117,11 @@ impl SparseConv {
     /// shape), keeping the structure of `W` and of its flipped transpose:
     /// O(nnz). For a weight whose support can only have shrunk since the last
     /// [`SparseConv::refill`] (the masked steps of sparse backpropagation).
+    /// Returns `false` if `w` has a non-zero outside the structure: the form
+    /// is then not `w`, and needs a refill.
     ///
     /// **Panics** if `w` does not have the weight's shape.
-    pub fn refresh(&mut self, w: &[f32]) {
+    pub fn refresh(&mut self, w: &[f32]) -> bool {
         let [oc, c, kh, kw] = self.shape;
         let taps = kh * kw;
         assert_eq!(
@@ -127,12 +129,13 @@ impl SparseConv {
             oc * c * taps,
             "SparseConv: refresh from another shape"
         );
-        self.w.refresh_values(w);
+        let covered = self.w.refresh_values(w);
         // Row ci, column (o, t') of the flipped transpose is W[o, ci, taps − 1 − t'].
         self.wt_flip.refresh_values_by(|ci, j| {
             let (o, t) = (j / taps, j % taps);
             w[(o * c + ci) * taps + taps - 1 - t]
         });
+        covered
     }
 
     /// `W` as `[OC, C·KH·KW]` (the layout of `torch.sparse_csr_tensor` for

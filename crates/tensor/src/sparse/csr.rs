@@ -319,11 +319,13 @@ impl Csr {
 
     /// Re-reads the values of the existing non-zero positions from the dense
     /// row-major `w` (`rows × cols`, the shape the structure was built for),
-    /// keeping the structure: O(nnz), no pass over the zeros. A position
-    /// whose value has become 0 stays, as an explicit zero.
+    /// keeping the structure: a gather of nnz values. A position whose value
+    /// has become 0 stays, as an explicit zero. Returns whether the structure
+    /// still holds every non-zero of `w` (one counting pass over `w`); when
+    /// it does not, the matrix no longer equals `w` and must be refilled.
     ///
     /// **Panics** if `w` does not have the structure's shape.
-    pub fn refresh_values(&mut self, w: &[f32]) {
+    pub fn refresh_values(&mut self, w: &[f32]) -> bool {
         assert_eq!(
             w.len(),
             self.rows * self.cols,
@@ -331,6 +333,7 @@ impl Csr {
         );
         let cols = self.cols;
         self.refresh_values_by(|i, j| w[i * cols + j]);
+        self.values.iter().filter(|&&v| v != 0.0).count() == count_nonzero(w)
     }
 
     /// As [`Csr::refresh_values`], the value at `(row, col)` given by `value`.

@@ -73,12 +73,13 @@ impl SparseLinear {
     /// `w` (same shape), keeping the structure: O(nnz). For a weight whose
     /// support can only have shrunk since the last [`SparseLinear::refill`]
     /// (the masked steps of sparse backpropagation); weights that became 0
-    /// stay as explicit zeros.
+    /// stay as explicit zeros. Returns `false` if `w` has a non-zero outside
+    /// the structure: the form is then not `w`, and needs a refill.
     ///
     /// **Panics** if `w` does not have the weight's shape.
-    pub fn refresh(&mut self, w: &[f32]) {
-        self.w.refresh_values(w);
+    pub fn refresh(&mut self, w: &[f32]) -> bool {
         self.wt_fresh.set(false);
+        self.w.refresh_values(w)
     }
 
     /// `W` (`[out, in]`).
