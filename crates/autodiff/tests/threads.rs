@@ -1,7 +1,7 @@
 //! Convolution and batchnorm, forward and backward, give identical bits on
 //! 1, 2 and 4 rayon threads (fixed chunking and fixed reduction order).
 
-use bregman_autodiff::{Conv2dSpec, Tape};
+use bregman_autodiff::{Conv2dSpec, Tape, WeightGrad};
 use bregman_tensor::Tensor;
 
 fn values(shape: &[usize], seed: u32) -> Tensor {
@@ -87,8 +87,9 @@ fn conv_and_batchnorm_agree_bitwise_across_thread_counts() {
 
 /// The sparse paths: a sparse dense layer (batch 300: several batch blocks
 /// run as tasks; and batch 40: one block with its rows split) and a sparse
-/// convolution, forward and all gradients.
-fn sparse_gradients(batch: usize) -> Vec<Vec<f32>> {
+/// convolution, forward and all gradients, with the dense weight gradient
+/// and the one on the support (sparse backpropagation).
+fn sparse_gradients(batch: usize, weight_grad: WeightGrad) -> Vec<Vec<f32>> {
     use bregman_tensor::sparse::{SparseConv, SparseLinear};
     let sparsify = |t: Tensor, keep: usize| {
         let v = t
@@ -112,9 +113,9 @@ fn sparse_gradients(batch: usize) -> Vec<Vec<f32>> {
         stride: 1,
         padding: 1,
     };
-    let h = tape.sparse_conv2d(xv, wcv, None, spec, &sc);
+    let h = tape.sparse_conv2d_with(xv, wcv, None, spec, &sc, weight_grad);
     let h = tape.reshape(h, &[batch, 1600]);
-    let y = tape.sparse_linear(h, wlv, Some(blv), &sl);
+    let y = tape.sparse_linear_with(h, wlv, Some(blv), &sl, weight_grad);
     let loss = tape.sum(y);
     let loss = tape.mul(loss, loss);
     tape.backward(loss);
@@ -127,13 +128,18 @@ fn sparse_gradients(batch: usize) -> Vec<Vec<f32>> {
 
 #[test]
 fn sparse_kernels_agree_bitwise_across_thread_counts() {
-    for batch in [40, 300] {
+    for (batch, weight_grad) in [
+        (40, WeightGrad::Dense),
+        (300, WeightGrad::Dense),
+        (40, WeightGrad::Support),
+        (300, WeightGrad::Support),
+    ] {
         let run = |n| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build()
                 .unwrap()
-                .install(|| sparse_gradients(batch))
+                .install(|| sparse_gradients(batch, weight_grad))
         };
         let one = run(1);
         for n in [2, 4] {

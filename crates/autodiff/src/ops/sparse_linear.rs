@@ -40,6 +40,9 @@ pub fn forward(x: &Tensor, w: &SparseLinear, b: Option<&Tensor>) -> Tensor {
 struct SparseLinearBackward<S> {
     sparse: S,
     weight_grad: WeightGrad,
+    /// `Xᵀ`, kept from the forward pass when the weight gradient is the
+    /// sampled one (it reads the activations batch-contiguous too).
+    xt: Option<Vec<f32>>,
 }
 
 impl<S: Deref<Target = SparseLinear>> Backward for SparseLinearBackward<S> {
@@ -60,7 +63,10 @@ impl<S: Deref<Target = SparseLinear>> Backward for SparseLinearBackward<S> {
             WeightGrad::Dense => matmul(&grad, true, x, false),
             WeightGrad::Support => {
                 let w = self.sparse.weight();
-                let values = self.sparse.weight_grad(grad.data(), x.data(), n);
+                let values = match &self.xt {
+                    Some(xt) => self.sparse.weight_grad_transposed(grad.data(), xt, n),
+                    None => self.sparse.weight_grad(grad.data(), x.data(), n),
+                };
                 Tensor::from_vec(&[w.rows(), w.cols()], w.scatter(&values)).expect("weight shape")
             }
         });
@@ -105,10 +111,30 @@ impl<'a> Tape<'a> {
             [sparse.out_features(), sparse.in_features()],
             "sparse linear: sparse form does not have the weight's shape"
         );
-        let y = forward(self.value(x), &sparse, b.map(|b| self.value(b)));
+        let (xv, bv) = (self.value(x), b.map(|b| self.value(b)));
+        let n = xv.dim(0);
+        // A weight gradient on the support reads Xᵀ as the forward product
+        // does: transpose once, keep it for the backward pass.
+        let keep_xt = weight_grad == WeightGrad::Support && n > 1 && self.requires_grad(w);
+        let (y, xt) = if keep_xt {
+            assert!(
+                xv.ndim() == 2 && xv.dim(1) == sparse.in_features(),
+                "sparse linear: input {:?} does not fit {} inputs",
+                xv.shape(),
+                sparse.in_features()
+            );
+            let xt = sparse.transpose_input(xv.data(), n);
+            let y = sparse.forward_transposed(&xt, n, bv.map(|b| b.data()));
+            let y =
+                Tensor::from_vec(&[n, sparse.out_features()], y).expect("sizes from the weight");
+            (y, Some(xt))
+        } else {
+            (forward(xv, &sparse, bv), None)
+        };
         let rule = SparseLinearBackward {
             sparse,
             weight_grad,
+            xt,
         };
         match b {
             Some(b) => self.push(y, &[x, w, b], rule),

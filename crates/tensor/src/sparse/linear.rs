@@ -134,6 +134,79 @@ impl SparseLinear {
         by_batch_blocks(&self.wt.borrow(), g, n)
     }
 
+    /// `Y = X·Wᵀ + b` from `Xᵀ: [in, n]` (the batch-contiguous activations,
+    /// as [`SparseLinear::transpose_input`] gives them); returns `[n, out]`.
+    /// For a training pass that computes the weight gradient on the support
+    /// too ([`SparseLinear::weight_grad_transposed`]), so `X` is transposed
+    /// once for both products.
+    ///
+    /// **Panics** if `xt.len() != in·n` or the bias does not have `out` values.
+    pub fn forward_transposed(&self, xt: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        let (out, input) = (self.out_features(), self.in_features());
+        assert_eq!(
+            xt.len(),
+            n * input,
+            "SparseLinear: input is not [{input}, {n}]"
+        );
+        let mut yt = vec![0.0; out * n];
+        if n > 0 {
+            spmm(&self.w, xt, n, n, &mut yt, true);
+        }
+        let mut y = vec![0.0; n * out];
+        crate::transpose::transpose_into(&yt, out, n, &mut y);
+        if let Some(b) = bias {
+            assert_eq!(b.len(), out, "SparseLinear: bias is not [{out}]");
+            for row in y.chunks_exact_mut(out) {
+                row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+            }
+        }
+        y
+    }
+
+    /// `Xᵀ: [in, n]` for `X: [n, in]`, the operand of
+    /// [`SparseLinear::forward_transposed`] and
+    /// [`SparseLinear::weight_grad_transposed`].
+    ///
+    /// **Panics** if `x.len() != n·in`.
+    pub fn transpose_input(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let input = self.in_features();
+        assert_eq!(
+            x.len(),
+            n * input,
+            "SparseLinear: input is not [{n}, {input}]"
+        );
+        let mut xt = vec![0.0; x.len()];
+        transpose_into(x, n, input, &mut xt);
+        xt
+    }
+
+    /// [`SparseLinear::weight_grad`] from `Xᵀ: [in, n]` instead of `X`.
+    ///
+    /// **Panics** if `g.len() != n·out` or `xt.len() != in·n`.
+    pub fn weight_grad_transposed(&self, g: &[f32], xt: &[f32], n: usize) -> Vec<f32> {
+        let (out, input) = (self.out_features(), self.in_features());
+        assert_eq!(
+            g.len(),
+            n * out,
+            "SparseLinear: gradient is not [{n}, {out}]"
+        );
+        assert_eq!(
+            xt.len(),
+            n * input,
+            "SparseLinear: input is not [{input}, {n}]"
+        );
+        let mut dw = vec![0.0; self.w.nnz()];
+        if n == 0 {
+            return dw;
+        }
+        GRAD_SCRATCH.with_borrow_mut(|(gt, _)| {
+            gt.resize(gt.len().max(n * out), 0.0);
+            transpose_into(g, n, out, gt);
+            sddmm(&self.w, &gt[..n * out], n, xt, n, n, &mut dw, true);
+        });
+        dw
+    }
+
     /// The weight gradient on the support of `W`: `∂L/∂W_ij = Σ_b G_bi X_bj`
     /// at the non-zeros `(i, j)` only, in `W`'s CSR order, for `G: [n, out]`
     /// and `X: [n, in]` — the sampled dense-dense product with both operands
@@ -300,6 +373,14 @@ mod tests {
                 .collect();
             let dw = s.weight_grad(&g, &x, n);
             assert!(close(&dw, &support), "weight grad {n}×{out}×{input}");
+            // The batch-contiguous path: the same bits as the two above.
+            let xt = s.transpose_input(&x, n);
+            assert_eq!(s.weight_grad_transposed(&g, &xt, n), dw);
+            let yt = s.forward_transposed(&xt, n, Some(&b));
+            assert!(
+                close(&yt, want_y.data()),
+                "forward from Xᵀ {n}×{input}→{out}"
+            );
         }
     }
 
