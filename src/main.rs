@@ -61,6 +61,11 @@ enum Command {
         /// Title (default: the metric).
         #[arg(long)]
         title: Option<String>,
+        /// The x axis: epoch (default) | time (cumulative wall time in
+        /// seconds, the `seconds` column summed: e.g. accuracy against
+        /// training time).
+        #[arg(long, default_value = "epoch")]
+        against: String,
         /// Run directories (each with a metrics.csv); the legend uses their names.
         #[arg(required = true)]
         runs: Vec<PathBuf>,
@@ -170,8 +175,9 @@ fn main() -> ExitCode {
             metric,
             out,
             title,
+            against,
             runs,
-        } => plot(&metric, &out, title.as_deref(), &runs),
+        } => plot(&metric, &out, title.as_deref(), &against, &runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -485,7 +491,18 @@ fn inspect(ckpt: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-fn plot(metric: &str, out: &Path, title: Option<&str>, runs: &[PathBuf]) -> Result<(), TrainError> {
+fn plot(
+    metric: &str,
+    out: &Path,
+    title: Option<&str>,
+    against: &str,
+    runs: &[PathBuf],
+) -> Result<(), TrainError> {
+    if against != "epoch" && against != "time" {
+        return Err(TrainError::Config(format!(
+            "--against {against}: unknown (choose from epoch, time)"
+        )));
+    }
     let mut series = Vec::new();
     for dir in runs {
         let path = dir.join("metrics.csv");
@@ -507,13 +524,24 @@ fn plot(metric: &str, out: &Path, title: Option<&str>, runs: &[PathBuf]) -> Resu
         } else {
             1.0
         };
+        let x_col =
+            match against {
+                "time" => header.iter().position(|h| *h == "seconds").ok_or_else(|| {
+                    TrainError::Format {
+                        path: path.clone(),
+                        what: "no column 'seconds' to plot against time".into(),
+                    }
+                })?,
+                _ => 0,
+            };
+        let mut elapsed = 0.0;
         let points = lines
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(',').collect();
-                Some((
-                    f.first()?.parse::<f64>().ok()?,
-                    f.get(col)?.parse::<f64>().ok()? * scale,
-                ))
+                let x = f.get(x_col)?.parse::<f64>().ok()?;
+                let y = f.get(col)?.parse::<f64>().ok()? * scale;
+                elapsed += x;
+                Some((if against == "time" { elapsed } else { x }, y))
             })
             .collect();
         let name = dir.file_name().map_or_else(
@@ -537,7 +565,12 @@ fn plot(metric: &str, out: &Path, title: Option<&str>, runs: &[PathBuf]) -> Resu
     } else {
         metric.to_string()
     };
-    let svg = bregman::train::plot::line_chart(title.unwrap_or(metric), "epoch", &unit, &series);
+    let x_label = if against == "time" {
+        "training time (s)"
+    } else {
+        "epoch"
+    };
+    let svg = bregman::train::plot::line_chart(title.unwrap_or(metric), x_label, &unit, &series);
     checkpoint::write_atomic(out, svg.as_bytes())?;
     println!("wrote {}", out.display());
     Ok(())

@@ -742,6 +742,31 @@ fn plot_compares_runs() {
         "{text}"
     );
     assert!(text.contains("bregman-cli-") && text.contains("n_total (%)"));
+    // Against training time: the x axis is the running sum of `seconds`.
+    let by_time = a.join("time.svg");
+    ok(&[
+        "plot",
+        "--metric",
+        "test_acc",
+        "--against",
+        "time",
+        "--out",
+        by_time.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&by_time).unwrap();
+    assert!(text.contains("training time (s)") && text.matches("<polyline").count() == 1);
+    let e = err(&[
+        "plot",
+        "--metric",
+        "test_acc",
+        "--against",
+        "cost",
+        "--out",
+        "x.svg",
+        a.to_str().unwrap(),
+    ]);
+    assert!(e.contains("--against cost: unknown"), "{e}");
     // Two runs with the same directory name are told apart by their parents.
     let twin = tmp("plot-twin").join(a.file_name().unwrap());
     std::fs::create_dir_all(&twin).unwrap();
