@@ -142,7 +142,8 @@ struct TrainArgs {
     #[arg(long, value_name = "K")]
     sparse_backprop: Option<usize>,
     /// With --sparse-backprop: how each full step catches up with the masked
-    /// steps before it: none | linear | sqrt (default; see docs/BREGMAN.md).
+    /// steps before it: auto (default: linear for LinBreg, sqrt for
+    /// LinBreg-momentum and AdaBreg) | none | linear | sqrt (docs/BREGMAN.md).
     #[arg(long, value_name = "RULE")]
     sparse_backprop_catch_up: Option<String>,
     /// Dense products everywhere (by default weights sparse enough run

@@ -103,7 +103,9 @@ pub struct TrainConfig {
     pub sparse_backprop: usize,
     /// With sparse backpropagation, how each full step catches up with the
     /// masked ones before it: `none`, `linear` (its change of `v` off the
-    /// support times `n`, the steps it stands for) or `sqrt` (times `√n`).
+    /// support times `n`, the steps it stands for), `sqrt` (times `√n`) or
+    /// `auto` (`linear` for plain LinBreg, `sqrt` for LinBreg-momentum and
+    /// AdaBreg: what the MNIST measurements of docs/RESULTS.md favour).
     #[serde(default = "default_catch_up")]
     pub sparse_backprop_catch_up: String,
 }
@@ -126,11 +128,11 @@ fn default_sparse_backprop() -> usize {
     1
 }
 fn default_catch_up() -> String {
-    "sqrt".into()
+    "auto".into()
 }
 
 /// The values of `--sparse-backprop-catch-up`.
-pub const CATCH_UPS: &[&str] = &["none", "linear", "sqrt"];
+pub const CATCH_UPS: &[&str] = &["auto", "none", "linear", "sqrt"];
 
 /// The per-experiment part of a preset.
 struct Preset {

@@ -791,17 +791,23 @@ pub fn evaluate(
 /// The step mode of batch `bi` of an epoch of `n_batches` under sparse
 /// backpropagation with `K = cfg.sparse_backprop`: every `K`-th step and the
 /// epoch's last are full (so a checkpoint, written after an epoch, never
-/// falls inside a run of masked steps), the others masked.
+/// falls inside a run of masked steps), the others masked; a full step
+/// catches up with the masked ones by `cfg.sparse_backprop_catch_up`.
 pub fn sparse_backprop_step(cfg: &TrainConfig, bi: usize, n_batches: usize) -> StepMode {
     let k = cfg.sparse_backprop.max(1);
-    if k > 1 && !(bi + 1).is_multiple_of(k) && bi + 1 < n_batches {
-        StepMode::Masked
-    } else if k > 1 && cfg.sparse_backprop_catch_up == "linear" {
-        StepMode::FullCatchUp(CatchUp::Linear)
-    } else if k > 1 && cfg.sparse_backprop_catch_up == "sqrt" {
-        StepMode::FullCatchUp(CatchUp::Sqrt)
-    } else {
-        StepMode::Full
+    if k == 1 {
+        return StepMode::Full;
+    }
+    if !(bi + 1).is_multiple_of(k) && bi + 1 < n_batches {
+        return StepMode::Masked;
+    }
+    let plain_linbreg = cfg.optimizer == "linbreg" && cfg.momentum == 0.0;
+    match cfg.sparse_backprop_catch_up.as_str() {
+        "linear" => StepMode::FullCatchUp(CatchUp::Linear),
+        "sqrt" => StepMode::FullCatchUp(CatchUp::Sqrt),
+        "auto" if plain_linbreg => StepMode::FullCatchUp(CatchUp::Linear),
+        "auto" => StepMode::FullCatchUp(CatchUp::Sqrt),
+        _ => StepMode::Full,
     }
 }
 
