@@ -5,8 +5,9 @@
 //! ([`bregman_tensor::sparse::SparseLinear`]); the weight gradient is
 //! dense, or only on the support of `W` after
 //! [`Module::set_weight_grad`]`(WeightGrad::Support)` (sparse
-//! backpropagation's masked steps; the sparse form is then used at any
-//! density up to 50%).
+//! backpropagation's masked steps; the sparse form is then used up to 25%
+//! density, and above it the optimizer's masked step reads the dense
+//! gradient on the support only).
 
 use std::cell::Ref;
 
