@@ -21,6 +21,15 @@ use crate::kernels::{Refill, SparseForm};
 use crate::module::expect_shape;
 use crate::{Kernels, LayerError, Module, ParamKind, Parameter};
 
+/// The density up to which a masked step (weight gradient on the support)
+/// runs the sparse kernels: the forward product's measured break-even at
+/// batch 128 (25%, docs/BENCHMARKS.md), as the input gradient breaks even
+/// lower (15–25%) and the sampled weight gradient saves a dense product.
+/// Not swept for the whole masked step yet; MNIST AdaBreg at 26–34% density
+/// was slower per epoch with `--sparse-backprop 16` when the sparse kernels
+/// ran up to 50%.
+const MASKED_STEP_BREAK_EVEN: f64 = 0.25;
+
 /// No sparse form is built above this density (no batch size pays there).
 const MAX_SPARSE_DENSITY: f64 = 0.5;
 
@@ -70,7 +79,7 @@ impl Dense {
         self.sparse.get(
             self.weight.value.data(),
             training,
-            MAX_SPARSE_DENSITY,
+            (MAX_SPARSE_DENSITY, MASKED_STEP_BREAK_EVEN),
             |d| sparse_linear_pays(d, n, training),
             |s, w, how| match how {
                 Refill::Full => {

@@ -41,16 +41,6 @@ pub(crate) struct SparseForm<T> {
     form: RefCell<Option<T>>,
 }
 
-/// The density up to which a masked step (weight gradient on the support)
-/// runs a layer's sparse kernels. The sampled weight gradient saves a whole
-/// dense product, so the step breaks even above the 15–20% where the sparse
-/// forward and input-gradient products alone do; 25% is the forward
-/// product's measured break-even at batch 128 (docs/BENCHMARKS.md). The
-/// masked step as a whole has not been swept over densities yet: MNIST
-/// AdaBreg runs at 26–34% density were slower per epoch under
-/// `--sparse-backprop 16` with the sparse form used up to 50%.
-pub(crate) const MASKED_STEP_BREAK_EVEN: f64 = 0.25;
-
 /// How [`SparseForm::get`] asks its caller to bring a stale form up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refill {
@@ -93,7 +83,9 @@ impl<T: Default> SparseForm<T> {
     /// `kernels` is `Auto`, the weight's density `d` is at most `max_density`
     /// (otherwise no form is built) and `pays(d)` — or, in a training pass
     /// that wants the weight gradient on the support only, `d` is at most
-    /// [`MASKED_STEP_BREAK_EVEN`] (the sampled weight gradient needs the form). Brings a stale
+    /// `masked_max` (the sampled weight gradient needs the form, and saves a
+    /// whole dense product, so the masked step breaks even at a higher
+    /// density than `pays` says). Brings a stale
     /// form up to date first with `fill(form, w, how)`: a full rebuild, or
     /// within a run of masked steps a refresh of the values ([`Refill`]),
     /// which `fill` reports `false` for when `w` has a non-zero outside the
@@ -103,7 +95,7 @@ impl<T: Default> SparseForm<T> {
         &self,
         w: &[f32],
         training: bool,
-        max_density: f64,
+        (max_density, masked_max): (f64, f64),
         pays: impl Fn(f64) -> bool,
         mut fill: impl FnMut(&mut T, &[f32], Refill) -> bool,
     ) -> Option<Ref<'_, T>> {
@@ -140,7 +132,7 @@ impl<T: Default> SparseForm<T> {
             }
         };
         let on_support = training && self.weight_grad == WeightGrad::Support;
-        let masked_pays = on_support && density <= MASKED_STEP_BREAK_EVEN;
+        let masked_pays = on_support && density <= masked_max;
         if density > max_density || !(masked_pays || pays(density)) {
             return None;
         }
