@@ -65,6 +65,22 @@ fn num(row: &std::collections::HashMap<String, String>, col: &str) -> f64 {
         .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
 }
 
+/// `bregman train --out DIR ARGS… --quiet` with `RAYON_NUM_THREADS` set; panics on failure.
+fn train_with_threads(dir: &Path, threads: &str, args: &[&str]) {
+    let out = bin()
+        .arg("train")
+        .args(args)
+        .args(["--out", dir.to_str().unwrap(), "--quiet"])
+        .env("RAYON_NUM_THREADS", threads)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// metrics.csv without the wall-time column.
 fn without_seconds(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("metrics.csv"))
@@ -175,27 +191,8 @@ fn resume_reproduces_the_uninterrupted_run() {
 #[test]
 fn one_and_two_threads_give_identical_metrics() {
     let (a, b) = (tmp("threads-1"), tmp("threads-2"));
-    let run_with = |threads: &str, dir: &Path| {
-        let out = bin()
-            .args([
-                "train",
-                "--epochs",
-                "2",
-                "--out",
-                dir.to_str().unwrap(),
-                "--quiet",
-            ])
-            .env("RAYON_NUM_THREADS", threads)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run_with("1", &a);
-    run_with("2", &b);
+    train_with_threads(&a, "1", &["--epochs", "2"]);
+    train_with_threads(&b, "2", &["--epochs", "2"]);
     assert_eq!(without_seconds(&a), without_seconds(&b));
 }
 
@@ -241,25 +238,9 @@ fn sparse_kernels_train_like_dense_kernels() {
 #[test]
 fn sparse_backprop_is_reproducible_resumable_and_grows_the_support() {
     let train = |dir: &Path, threads: &str, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--seed",
-            "5",
-            "--out",
-            dir.to_str().unwrap(),
-            "--quiet",
-        ];
+        let mut args = vec!["--seed", "5"];
         args.extend_from_slice(extra);
-        let out = bin()
-            .args(&args)
-            .env("RAYON_NUM_THREADS", threads)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        train_with_threads(dir, threads, &args);
     };
     let k4 = ["--sparse-backprop", "4", "--epochs", "3"];
     let (a, b, c) = (tmp("sbp-1"), tmp("sbp-2"), tmp("sbp-resume"));
@@ -267,22 +248,14 @@ fn sparse_backprop_is_reproducible_resumable_and_grows_the_support() {
     train(&b, "2", &k4);
     assert_eq!(without_seconds(&a), without_seconds(&b), "thread count");
     train(&c, "2", &["--sparse-backprop", "4", "--epochs", "1"]);
-    let resumed = bin()
-        .args([
-            "train",
-            "--resume",
-            c.to_str().unwrap(),
-            "--epochs",
-            "3",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    ok(&[
+        "train",
+        "--resume",
+        c.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--quiet",
+    ]);
     assert_eq!(without_seconds(&a), without_seconds(&c), "resume");
     let m = metrics(&a);
     let n: Vec<f64> = m.iter().map(|r| num(r, "n_total")).collect();

@@ -199,7 +199,7 @@ impl SparseLinear {
         if n == 0 {
             return dw;
         }
-        GRAD_SCRATCH.with_borrow_mut(|(gt, _)| {
+        GRAD_SCRATCH.with_borrow_mut(|gt| {
             gt.resize(gt.len().max(n * out), 0.0);
             transpose_into(g, n, out, gt);
             sddmm(&self.w, &gt[..n * out], n, xt, n, n, &mut dw, true);
@@ -215,43 +215,16 @@ impl SparseLinear {
     ///
     /// **Panics** if `g.len() != n·out` or `x.len() != n·in`.
     pub fn weight_grad(&self, g: &[f32], x: &[f32], n: usize) -> Vec<f32> {
-        let (out, input) = (self.out_features(), self.in_features());
-        assert_eq!(
-            g.len(),
-            n * out,
-            "SparseLinear: gradient is not [{n}, {out}]"
-        );
-        assert_eq!(
-            x.len(),
-            n * input,
-            "SparseLinear: input is not [{n}, {input}]"
-        );
-        let mut dw = vec![0.0; self.w.nnz()];
         if n == 1 {
             // Vectors are their own transposes.
+            let (out, input) = (self.out_features(), self.in_features());
+            assert_eq!(g.len(), out, "SparseLinear: gradient is not [1, {out}]");
+            assert_eq!(x.len(), input, "SparseLinear: input is not [1, {input}]");
+            let mut dw = vec![0.0; self.w.nnz()];
             sddmm(&self.w, g, 1, x, 1, 1, &mut dw, true);
             return dw;
         }
-        if n == 0 {
-            return dw;
-        }
-        GRAD_SCRATCH.with_borrow_mut(|(gt, xt)| {
-            gt.resize(gt.len().max(n * out), 0.0);
-            xt.resize(xt.len().max(n * input), 0.0);
-            transpose_into(g, n, out, gt);
-            transpose_into(x, n, input, xt);
-            sddmm(
-                &self.w,
-                &gt[..n * out],
-                n,
-                &xt[..n * input],
-                n,
-                n,
-                &mut dw,
-                true,
-            );
-        });
-        dw
+        self.weight_grad_transposed(g, &self.transpose_input(x, n), n)
     }
 
     /// Share of non-zero weights.
@@ -318,8 +291,8 @@ thread_local! {
     /// dense operand and of the result (grown, never shrunk).
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 
-    /// Per-thread scratch of [`SparseLinear::weight_grad`]: `Gᵀ` and `Xᵀ`.
-    static GRAD_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread scratch of [`SparseLinear::weight_grad_transposed`]: `Gᵀ`.
+    static GRAD_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
