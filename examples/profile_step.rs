@@ -5,7 +5,13 @@
 //! ```sh
 //! cargo run --release --example profile_step -- convnet
 //! cargo run --release --example profile_step -- resnet18 --steps 2 --backend gemm
+//! cargo run --release --example profile_step -- convnet --density 0.03 --masked
 //! ```
+//!
+//! `--density R` initialises the weights sparse (a fraction `R` non-zero, as
+//! Bregman training starts), so the sparse kernels run where they pay;
+//! `--masked` computes the weight gradients on the support only (a masked
+//! step of `--sparse-backprop`).
 //!
 //! Models: `mlp`, `convnet` (default), `resnet18`. `--backend` forces one GEMM
 //! kernel for every call (`matrixmultiply`, `gemm` or `packed`; default: the engine's
@@ -15,8 +21,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bregman::autodiff::Tape;
+use bregman::autodiff::{Tape, WeightGrad};
 use bregman::layers::{models, Module, Sequential};
+use bregman::optim::init::{sparse_init, SparseInit};
 use bregman::tensor::gemm::Backend;
 use bregman::tensor::gemm_profile;
 use bregman::tensor::Tensor;
@@ -47,12 +54,20 @@ fn main() {
         Some(other) => panic!("--backend {other}: expected auto, matrixmultiply, gemm or packed"),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (model, input): (Sequential, Vec<usize>) = match model_name.as_str() {
+    let (mut model, input): (Sequential, Vec<usize>) = match model_name.as_str() {
         "mlp" => (models::mlp(&[784, 200, 80, 10], &mut rng), vec![BATCH, 784]),
         "convnet" => (models::paper_convnet(&mut rng), vec![BATCH, 1, 28, 28]),
         "resnet18" => (models::resnet18_cifar(10, &mut rng), vec![BATCH, 3, 32, 32]),
         other => panic!("unknown model {other}: expected mlp, convnet or resnet18"),
     };
+    if let Some(r) = flag("--density") {
+        let r: f32 = r.parse().expect("--density R");
+        sparse_init(&mut model.params_mut(), &SparseInit::mlp(r), &mut rng)
+            .expect("--density in (0, 1]");
+    }
+    if args.iter().any(|a| a == "--masked") {
+        model.set_weight_grad(WeightGrad::Support);
+    }
     let x = Tensor::from_fn(&input, |_| rng.gen_range(-1.0..1.0));
     let labels: Vec<usize> = (0..BATCH).map(|_| rng.gen_range(0..10)).collect();
     gemm_profile::force_backend(backend);
