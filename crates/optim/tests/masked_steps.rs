@@ -52,7 +52,7 @@ fn setup(
     let mut theta = rand_tensor(shape, 1).scale(0.2);
     let gs = reg.grouping().group_size(shape);
     theta.data_mut().iter_mut().enumerate().for_each(|(i, t)| {
-        if (i / gs) % 3 == 0 {
+        if (i / gs).is_multiple_of(3) {
             *t = 0.0
         }
     });
@@ -93,7 +93,7 @@ fn a_masked_step_moves_the_support_only_and_as_the_full_step_does() {
             let before = opt_a.param_states()[0].clone();
             let g = rand_tensor(&shape, 4);
             opt_a
-                .step_with(&mut [&mut a], &[g.clone()], StepMode::Masked)
+                .step_with(&mut [&mut a], std::slice::from_ref(&g), StepMode::Masked)
                 .unwrap();
             opt_b.step(&mut [&mut b], &[g]).unwrap();
             let (sa, sb) = (&opt_a.param_states()[0], &opt_b.param_states()[0]);
@@ -143,7 +143,7 @@ fn on_a_dense_theta_the_masked_step_is_the_full_step() {
             let (mut b, mut opt_b) = (a.clone(), opt_a.clone());
             let g = rand_tensor(&shape, 10);
             opt_a
-                .step_with(&mut [&mut a], &[g.clone()], StepMode::Masked)
+                .step_with(&mut [&mut a], std::slice::from_ref(&g), StepMode::Masked)
                 .unwrap();
             opt_b.step(&mut [&mut b], &[g]).unwrap();
             assert_eq!(
@@ -179,17 +179,23 @@ fn the_scaled_full_step_stands_for_the_skipped_steps() {
             }
         });
         for _ in 0..k {
-            opt_e.step(&mut [&mut exact], &[g.clone()]).unwrap();
+            opt_e
+                .step(&mut [&mut exact], std::slice::from_ref(&g))
+                .unwrap();
         }
         for _ in 0..k - 1 {
             opt_a
-                .step_with(&mut [&mut approx], &[g.clone()], StepMode::Masked)
+                .step_with(
+                    &mut [&mut approx],
+                    std::slice::from_ref(&g),
+                    StepMode::Masked,
+                )
                 .unwrap();
         }
         opt_a
             .step_with(
                 &mut [&mut approx],
-                &[g.clone()],
+                std::slice::from_ref(&g),
                 StepMode::FullCatchUp(CatchUp::Linear),
             )
             .unwrap();
@@ -208,10 +214,16 @@ fn the_scaled_full_step_stands_for_the_skipped_steps() {
         let start = nnz(&plain);
         for _ in 0..k - 1 {
             opt_p
-                .step_with(&mut [&mut plain], &[g.clone()], StepMode::Masked)
+                .step_with(
+                    &mut [&mut plain],
+                    std::slice::from_ref(&g),
+                    StepMode::Masked,
+                )
                 .unwrap();
         }
-        opt_p.step(&mut [&mut plain], &[g.clone()]).unwrap();
+        opt_p
+            .step(&mut [&mut plain], std::slice::from_ref(&g))
+            .unwrap();
         let (p, e) = (nnz(&plain), nnz(&exact));
         assert!(
             p <= e,
