@@ -84,9 +84,9 @@ impl Conv2d {
         self.sparse.get(
             self.weight.value.data(),
             training,
-            // A masked step pays up to the form's limit: the Fashion ConvNet's
-            // convolutions at 25–28% density trained 2.9× faster per epoch
-            // with --sparse-backprop 16 than exactly (docs/RESULTS.md).
+            // A masked step pays up to the form's limit: with the Fashion
+            // ConvNet's convolutions at 25–28% density, AdaBreg epochs ran
+            // 1.4–1.7× faster with --sparse-backprop 4 / 16 (docs/RESULTS.md).
             (MAX_SPARSE_DENSITY, MAX_SPARSE_DENSITY),
             |d| sparse_conv_pays(d, training),
             |s, v, how| match how {
