@@ -4,7 +4,9 @@
 //! `dense` (what the layer runs without the sparse path: the GEMM rule of
 //! `bregman_tensor::gemm`), `sparse` (the CSR kernel, including the
 //! activation transposes around it) and `refill` (rebuilding the sparse form
-//! from θ, done once per optimizer step). Densities 1, 2, 5, 10, 25 and 50%,
+//! from θ, done once per optimizer step); for the dense layers also the weight
+//! gradient, dense against sampled on the support (`--sparse-backprop`'s
+//! masked steps). Densities 1, 2, 5, 10, 25 and 50%,
 //! batch 128 and 1. The break-even densities recorded in docs/BENCHMARKS.md
 //! come from this sweep.
 
@@ -70,6 +72,15 @@ fn bench_linear(c: &mut Criterion) {
                 });
                 group.bench_function(BenchmarkId::new("sparse_input_grad", &id), |bch| {
                     bch.iter(|| s.input_grad(black_box(g.data()), batch))
+                });
+                // The weight gradient: dense `Gᵀ·X` against the sampled one on
+                // the support (a masked step of --sparse-backprop, with the
+                // transposes of G and X it needs).
+                group.bench_function(BenchmarkId::new("dense_weight_grad", &id), |bch| {
+                    bch.iter(|| matmul(black_box(&g), true, &x, false))
+                });
+                group.bench_function(BenchmarkId::new("sparse_weight_grad", &id), |bch| {
+                    bch.iter(|| s.weight_grad(black_box(g.data()), x.data(), batch))
                 });
                 if batch == 128 && d == DENSITIES[0] {
                     group.bench_function(BenchmarkId::new("transpose_x", &id), |bch| {

@@ -5,7 +5,7 @@
 //! ([`bregman_tensor::sparse::SparseLinear`]); the weight gradient is
 //! dense, or only on the support of `W` after
 //! [`Module::set_weight_grad`]`(WeightGrad::Support)` (sparse
-//! backpropagation's masked steps; the sparse form is then used up to 25%
+//! backpropagation's masked steps; the sparse form is then used up to 20%
 //! density, and above it the optimizer's masked step reads the dense
 //! gradient on the support only).
 
@@ -22,13 +22,12 @@ use crate::module::expect_shape;
 use crate::{Kernels, LayerError, Module, ParamKind, Parameter};
 
 /// The density up to which a masked step (weight gradient on the support)
-/// runs the sparse kernels: the forward product's measured break-even at
-/// batch 128 (25%, docs/BENCHMARKS.md), as the input gradient breaks even
-/// lower (15–25%) and the sampled weight gradient saves a dense product.
-/// Not swept for the whole masked step yet; MNIST AdaBreg at 26–34% density
-/// was slower per epoch with `--sparse-backprop 16` when the sparse kernels
-/// ran up to 50%.
-const MASKED_STEP_BREAK_EVEN: f64 = 0.25;
+/// runs the sparse kernels. Measured by `benches/sparse.rs` on MNIST fc1 at
+/// batch 128 (docs/BENCHMARKS.md): forward + input gradient + sampled weight
+/// gradient against the three dense products is 0.54× at 10% density, 0.94×
+/// at 25% and 1.7× at 50% (the sampled weight gradient alone breaks even near
+/// 15–20%); the rule stays below the ~25% break-even with a margin.
+const MASKED_STEP_BREAK_EVEN: f64 = 0.2;
 
 /// No sparse form is built above this density (no batch size pays there).
 const MAX_SPARSE_DENSITY: f64 = 0.5;

@@ -175,8 +175,10 @@ impl SparseLinear {
             n * input,
             "SparseLinear: input is not [{n}, {input}]"
         );
-        let mut xt = vec![0.0; x.len()];
-        transpose_into(x, n, input, &mut xt);
+        let mut xt = Vec::with_capacity(x.len());
+        transpose_into_uninit(x, n, input, &mut xt.spare_capacity_mut()[..x.len()]);
+        // SAFETY: `transpose_into_uninit` wrote all `n·in` values.
+        unsafe { xt.set_len(x.len()) };
         xt
     }
 
