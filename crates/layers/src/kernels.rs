@@ -102,23 +102,19 @@ impl<T: Default> SparseForm<T> {
         if self.kernels == Kernels::Dense {
             return None;
         }
-        let refreshed = match (self.density.get(), self.run.get()) {
-            (None, Some(d)) => {
-                let mut slot = self.form.borrow_mut();
-                let ok = fill(slot.get_or_insert_with(T::default), w, Refill::Values);
-                if ok {
-                    self.density.set(Some(d));
-                } else {
-                    self.run.set(None);
-                }
-                ok
+        // Inside a run of masked steps a stale form re-reads its values; if θ
+        // has left the kept structure, the run ends and the form is rebuilt.
+        if let (None, Some(d)) = (self.density.get(), self.run.get()) {
+            let mut slot = self.form.borrow_mut();
+            if fill(slot.get_or_insert_with(T::default), w, Refill::Values) {
+                self.density.set(Some(d));
+            } else {
+                self.run.set(None);
             }
-            _ => false,
-        };
+        }
         let density = match self.density.get() {
             Some(d) => d,
             None => {
-                debug_assert!(!refreshed);
                 let d = bregman_tensor::sparse::density(w);
                 if d <= max_density {
                     let mut slot = self.form.borrow_mut();

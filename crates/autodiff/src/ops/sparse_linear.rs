@@ -26,14 +26,23 @@ use crate::{Backward, Tape, Var, WeightGrad};
 ///
 /// **Panics** if `x` is not `[N, in]` or the bias not `[out]`.
 pub fn forward(x: &Tensor, w: &SparseLinear, b: Option<&Tensor>) -> Tensor {
+    let n = batch_of(x, w);
+    output(w, n, w.forward(x.data(), n, b.map(|b| b.data())))
+}
+
+/// The batch size of `x`, which must be `[N, in]`.
+fn batch_of(x: &Tensor, w: &SparseLinear) -> usize {
     assert!(
         x.ndim() == 2 && x.dim(1) == w.in_features(),
         "sparse linear: input {:?} does not fit {} inputs",
         x.shape(),
         w.in_features()
     );
-    let n = x.dim(0);
-    let y = w.forward(x.data(), n, b.map(|b| b.data()));
+    x.dim(0)
+}
+
+/// The `[n, out]` output tensor of the products' values.
+fn output(w: &SparseLinear, n: usize, y: Vec<f32>) -> Tensor {
     Tensor::from_vec(&[n, w.out_features()], y).expect("sizes from the weight")
 }
 
@@ -112,22 +121,14 @@ impl<'a> Tape<'a> {
             "sparse linear: sparse form does not have the weight's shape"
         );
         let (xv, bv) = (self.value(x), b.map(|b| self.value(b)));
-        let n = xv.dim(0);
+        let n = batch_of(xv, &sparse);
         // A weight gradient on the support reads Xᵀ as the forward product
         // does: transpose once, keep it for the backward pass.
         let keep_xt = weight_grad == WeightGrad::Support && n > 1 && self.requires_grad(w);
         let (y, xt) = if keep_xt {
-            assert!(
-                xv.ndim() == 2 && xv.dim(1) == sparse.in_features(),
-                "sparse linear: input {:?} does not fit {} inputs",
-                xv.shape(),
-                sparse.in_features()
-            );
             let xt = sparse.transpose_input(xv.data(), n);
             let y = sparse.forward_transposed(&xt, n, bv.map(|b| b.data()));
-            let y =
-                Tensor::from_vec(&[n, sparse.out_features()], y).expect("sizes from the weight");
-            (y, Some(xt))
+            (output(&sparse, n, y), Some(xt))
         } else {
             (forward(xv, &sparse, bv), None)
         };
