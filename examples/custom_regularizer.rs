@@ -84,6 +84,7 @@ fn train(reg: Box<dyn Regularizer>, label: &str) -> Result<(), Box<dyn std::erro
         shuffle: true,
         augment: false,
         noise_std: None,
+        fixed_noise: false,
     };
     for epoch in 1..=5 {
         for batch in batches(&train, opts, 0, epoch) {

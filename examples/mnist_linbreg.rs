@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         shuffle: true,
         augment: false,
         noise_std: None,
+        fixed_noise: false,
     };
     for epoch in 1..=10 {
         for batch in batches(&train, opts, 0, epoch) {

@@ -97,9 +97,14 @@ struct TrainArgs {
     /// Momentum β.
     #[arg(long, allow_negative_numbers = true)]
     momentum: Option<f32>,
-    /// Initial density r of non-zero weights, in (0, 1].
+    /// Initial density r of non-zero weights, in (0, 1]; the initialisation
+    /// gain scales as 1/√r with it (SPEC §3: Var = α/r).
     #[arg(long, allow_negative_numbers = true)]
     sparse_init: Option<f32>,
+    /// Gain of the Kaiming-normal initial weights (default: the preset's, scaled
+    /// for --sparse-init); overrides that rule.
+    #[arg(long, allow_negative_numbers = true)]
+    init_gain: Option<f32>,
     /// Number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -133,9 +138,25 @@ struct TrainArgs {
     /// Target density of non-zero weights for the λ scheduler (off by default).
     #[arg(long, allow_negative_numbers = true)]
     lambda_target: Option<f32>,
-    /// What the learning-rate plateau scheduler watches: val-acc (SPEC) | train-loss (authors' code).
+    /// What the learning-rate plateau scheduler watches: train-loss (default;
+    /// the authors' code) | val-acc (SPEC §5; the validation loss for the denoiser).
     #[arg(long)]
     plateau_metric: Option<String>,
+    /// Denoiser: standard deviation of the input noise (default 0.05).
+    #[arg(long, allow_negative_numbers = true)]
+    noise_std: Option<f32>,
+    /// Denoiser: fixed (default: each image's noise drawn once, the same every
+    /// epoch, as the authors' notebook) | redrawn (new noise every epoch).
+    #[arg(long, value_name = "fixed|redrawn")]
+    noise: Option<String>,
+    /// Early stopping: end the run when the validation accuracy (SSIM for the
+    /// denoiser) has not improved by --early-stop-delta for this many epochs.
+    #[arg(long, value_name = "EPOCHS")]
+    early_stop: Option<usize>,
+    /// The improvement that counts for --early-stop, a fraction (default
+    /// 0.001: 0.1 percentage points of accuracy, or 0.001 of SSIM).
+    #[arg(long, allow_negative_numbers = true)]
+    early_stop_delta: Option<f64>,
     /// Sparse backpropagation: a full Bregman step every K steps, masked
     /// steps between (weight gradient and update on the support only).
     /// Bregman optimizers only; 1 (default) trains exactly.
@@ -194,8 +215,9 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
     if let Some(d) = flag {
         return d;
     }
-    if let Some(d) = std::env::var_os("BREGMAN_DATA") {
-        return PathBuf::from(d);
+    if std::env::var_os("BREGMAN_DATA").is_some() {
+        // Recorded as the variable, expanded by `TrainConfig::data_path`.
+        return PathBuf::from(bregman::train::DATA_ENV_PLACEHOLDER);
     }
     let here = PathBuf::from("data");
     if here.is_dir() {
@@ -268,7 +290,6 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         lambda,
         delta,
         momentum,
-        sparse_init,
         epochs,
         batch_size,
         seed,
@@ -276,11 +297,33 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         prune_rounds,
         lasso_threshold,
         plateau_metric,
+        noise_std,
+        early_stop_delta,
         sparse_backprop,
         sparse_backprop_catch_up
     );
+    if let Some(r) = args.sparse_init {
+        cfg.set_sparse_init(r);
+    }
+    if let Some(g) = args.init_gain {
+        cfg.init_gain = g;
+    }
     if args.lambda_target.is_some() {
         cfg.lambda_target = args.lambda_target;
+    }
+    if args.early_stop.is_some() {
+        cfg.early_stop = args.early_stop;
+    }
+    if let Some(n) = &args.noise {
+        cfg.noise_fixed = match n.as_str() {
+            "fixed" => true,
+            "redrawn" => false,
+            other => {
+                return Err(TrainError::Config(format!(
+                    "--noise {other}: unknown (choose from fixed, redrawn)"
+                )))
+            }
+        };
     }
     // --data-dir, else the config file's data_dir, else $BREGMAN_DATA or data/.
     if args.data_dir.is_some() || from_file("data_dir").is_none() {
@@ -335,7 +378,7 @@ fn train(args: TrainArgs) -> Result<(), TrainError> {
             run.train.len(),
             run.val.len(),
             run.test.len(),
-            c.data_dir.display(),
+            c.data_path()?.display(),
             c.out.display()
         );
     }
@@ -412,8 +455,10 @@ fn eval(
     if dense_kernels {
         model.set_kernels(Kernels::Dense);
     }
-    let (_, test) =
-        bregman::data::load(&cfg.data_dir, bregman::train::dataset_kind(&cfg.experiment))?;
+    let (_, test) = bregman::data::load(
+        &cfg.data_path()?,
+        bregman::train::dataset_kind(&cfg.experiment),
+    )?;
     let e = evaluate(&mut model, &cfg, &test)?;
     let sp = metrics::sparsity(&model.params());
     println!(

@@ -949,3 +949,102 @@ fn plateau_scheduler_watches_the_chosen_metric() {
         "{e}"
     );
 }
+
+#[test]
+fn paper_defaults_init_gain_follows_r_and_runs_record_bregman_data() {
+    let d = tmp("defaults");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let out = d.join("run");
+    let o = bin()
+        .env("BREGMAN_DATA", &data)
+        .args(["train", "--epochs", "1", "--sparse-init", "0.04"])
+        .args(["--out", out.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let written = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    // The authors' plateau rule; gain 0.7/√r at r = 0.04; the data directory
+    // recorded as the variable, not as this machine's path.
+    for want in [
+        "plateau_metric = \"train-loss\"",
+        "init_gain = 3.5",
+        "data_dir = \"$BREGMAN_DATA\"",
+    ] {
+        assert!(written.contains(want), "{want} missing from\n{written}");
+    }
+    // Resuming expands the variable; without it the error says what to set.
+    let o = bin()
+        .env("BREGMAN_DATA", &data)
+        .args(["train", "--resume", out.to_str().unwrap(), "--epochs", "2"])
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(metrics(&out).len(), 2);
+    let e = err(&["train", "--resume", out.to_str().unwrap(), "--epochs", "3"]);
+    assert!(e.contains("BREGMAN_DATA is not set"), "{e}");
+    // --init-gain overrides the rule.
+    let out2 = d.join("gain");
+    ok(&[
+        "train",
+        "--epochs",
+        "1",
+        "--sparse-init",
+        "0.04",
+        "--init-gain",
+        "2",
+        "--out",
+        out2.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let written = std::fs::read_to_string(out2.join("config.toml")).unwrap();
+    assert!(written.contains("init_gain = 2.0"), "{written}");
+    // The denoiser's preset is the authors' notebook: std 0.05, drawn once.
+    let out3 = d.join("denoise");
+    ok(&[
+        "train",
+        "--experiment",
+        "mnist-denoiser",
+        "--epochs",
+        "1",
+        "--out",
+        out3.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let written = std::fs::read_to_string(out3.join("config.toml")).unwrap();
+    for want in ["noise_std = 0.05", "noise_fixed = true"] {
+        assert!(written.contains(want), "{want} missing from\n{written}");
+    }
+    let e = err(&["train", "--experiment", "mnist-denoiser", "--noise", "once"]);
+    assert!(e.contains("--noise once: unknown"), "{e}");
+}
+
+#[test]
+fn early_stopping_ends_the_run_and_a_resumed_run_stays_stopped() {
+    let d = tmp("early");
+    // No epoch can beat the first by 70 pp of validation accuracy (the first
+    // is above 30% on the sample), so the run stops after 1 + 2 epochs.
+    ok(&[
+        "train",
+        "--epochs",
+        "10",
+        "--early-stop",
+        "2",
+        "--early-stop-delta",
+        "0.7",
+        "--out",
+        d.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = metrics(&d);
+    assert!(num(&rows[0], "val_acc") > 0.3, "first epoch {:?}", rows[0]);
+    assert_eq!(rows.len(), 3);
+    ok(&["train", "--resume", d.to_str().unwrap(), "--quiet"]);
+    assert_eq!(
+        metrics(&d).len(),
+        3,
+        "a stopped run trained on when resumed"
+    );
+    let e = err(&["train", "--early-stop", "0"]);
+    assert!(e.contains("--early-stop 0: must be ≥ 1"), "{e}");
+}

@@ -117,6 +117,11 @@ pub struct BatchOptions {
     /// other experiment (the authors' model normalises its input the same
     /// way); targets are the clean image in [0, 1].
     pub noise_std: Option<f32>,
+    /// Denoising: each image's noise depends on the seed and the image
+    /// alone, so every epoch sees the same noisy copy (the authors' notebook
+    /// adds the noise once, when it builds the data set); otherwise it is
+    /// drawn anew every epoch.
+    pub fixed_noise: bool,
 }
 
 /// One batch.
@@ -134,6 +139,14 @@ pub struct Batch {
 fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(epoch.wrapping_add(1));
+    rng
+}
+
+/// The noise stream of image `i` under [`BatchOptions::fixed_noise`]: the top
+/// half of the stream space, apart from the epoch streams.
+fn image_noise_rng(seed: u64, i: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream((1 << 63) | i as u64);
     rng
 }
 
@@ -172,10 +185,12 @@ pub fn batches(
             let out = &mut x[k * n..(k + 1) * n];
             if let (Some(noise), Some(t)) = (noise, target.as_mut()) {
                 let (m, s) = (mean[0], std[0]);
+                let mut fixed = opts.fixed_noise.then(|| image_noise_rng(seed, i));
+                let rng = fixed.as_mut().unwrap_or(&mut rng);
                 for ((o, tv), &p) in out.iter_mut().zip(&mut t[k * n..(k + 1) * n]).zip(img) {
                     let clean = p as f32 / 255.0;
                     *tv = clean;
-                    *o = (clean + noise.sample(&mut rng) - m) / s;
+                    *o = (clean + noise.sample(rng) - m) / s;
                 }
                 continue;
             }

@@ -181,6 +181,7 @@ fn batches_normalise_and_are_reproducible() {
         shuffle: false,
         augment: false,
         noise_std: None,
+        fixed_noise: false,
     };
     let bs: Vec<_> = batches(&train, opts, 0, 1).collect();
     assert_eq!(bs.len(), 3);
@@ -203,6 +204,7 @@ fn batches_normalise_and_are_reproducible() {
     // noise of the given std.
     let dn = BatchOptions {
         noise_std: Some(0.1),
+        fixed_noise: false,
         ..opts
     };
     let b = batches(&train, dn, 0, 1).next().unwrap();
@@ -216,6 +218,67 @@ fn batches_normalise_and_are_reproducible() {
             .collect();
     let std = (diff.iter().map(|v| v * v).sum::<f32>() / diff.len() as f32).sqrt();
     assert!((std - 0.1).abs() < 0.03, "noise std {std}");
+}
+
+/// Noise of each image in a batch, by label (the inputs un-normalised minus
+/// the clean targets).
+fn noise_by_label(b: &bregman_data::Batch) -> Vec<(usize, Vec<f32>)> {
+    let t = b.target.as_ref().unwrap();
+    let n = t.len() / b.labels.len();
+    b.labels
+        .iter()
+        .enumerate()
+        .map(|(k, &l)| {
+            let x = &b.x.data()[k * n..(k + 1) * n];
+            let c = &t.data()[k * n..(k + 1) * n];
+            (
+                l,
+                x.iter()
+                    .zip(c)
+                    .map(|(a, c)| a * 0.3081 + 0.1307 - c)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fixed_noise_is_the_same_for_an_image_every_epoch_and_redrawn_noise_is_not() {
+    let d = tmp("fixed_noise");
+    write_mnist(&d.join("mnist"), 8, 2, 4);
+    let (train, _) = load(&d, DatasetKind::Mnist).unwrap();
+    let fixed = BatchOptions {
+        batch_size: 8,
+        shuffle: true,
+        augment: false,
+        noise_std: Some(0.05),
+        fixed_noise: true,
+    };
+    // Labels are 0..8, one per image, so they name the image whatever the order.
+    let sorted = |opts, epoch| {
+        let mut v = noise_by_label(&batches(&train, opts, 5, epoch).next().unwrap());
+        v.sort_by_key(|(l, _)| *l);
+        v
+    };
+    let (e1, e2) = (sorted(fixed, 1), sorted(fixed, 2));
+    assert_eq!(e1, e2, "fixed noise changed between epochs");
+    // Different images get different noise, of the given std.
+    assert_ne!(e1[0].1, e1[1].1);
+    let all: Vec<f32> = e1.iter().flat_map(|(_, v)| v.clone()).collect();
+    let std = (all.iter().map(|v| v * v).sum::<f32>() / all.len() as f32).sqrt();
+    assert!((std - 0.05).abs() < 0.01, "noise std {std}");
+    // Another seed, other noise; redrawn noise differs between epochs.
+    let other = {
+        let mut v = noise_by_label(&batches(&train, fixed, 6, 1).next().unwrap());
+        v.sort_by_key(|(l, _)| *l);
+        v
+    };
+    assert_ne!(e1, other);
+    let redrawn = BatchOptions {
+        fixed_noise: false,
+        ..fixed
+    };
+    assert_ne!(sorted(redrawn, 1), sorted(redrawn, 2));
 }
 
 #[test]
@@ -232,6 +295,7 @@ fn cifar_augmentation_crops_and_flips_deterministically() {
         shuffle: false,
         augment: false,
         noise_std: None,
+        fixed_noise: false,
     };
     let aug = BatchOptions {
         augment: true,

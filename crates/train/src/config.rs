@@ -82,6 +82,20 @@ pub struct TrainConfig {
     pub plateau_metric: String,
     /// Noise standard deviation of the denoising experiment.
     pub noise_std: f32,
+    /// Denoising: draw each image's noise once (the same noisy copy every
+    /// epoch, as the authors' notebook builds its data set) instead of anew
+    /// every epoch.
+    #[serde(default)]
+    pub noise_fixed: bool,
+    /// Early stopping: end the run when the validation accuracy (SSIM for
+    /// the denoiser) has not improved by `early_stop_delta` for this many
+    /// epochs (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<usize>,
+    /// The improvement that counts for early stopping, as a fraction
+    /// (0.001 = 0.1 percentage points of accuracy, or 0.001 of SSIM).
+    #[serde(default = "default_early_stop_delta")]
+    pub early_stop_delta: f64,
     /// Lasso baseline: weights with `|θ| <` this are set to zero before each evaluation.
     #[serde(default = "default_lasso_threshold")]
     pub lasso_threshold: f32,
@@ -111,9 +125,14 @@ pub struct TrainConfig {
 }
 
 // Defaults of fields added after the first release, so that older
-// `config.toml` files and checkpoints still load.
+// `config.toml` files and checkpoints still load as they ran. (A run
+// written before `plateau_metric` existed watched the validation accuracy;
+// new presets watch the training loss.)
 fn default_plateau_metric() -> String {
     "val-acc".into()
+}
+fn default_early_stop_delta() -> f64 {
+    1e-3
 }
 fn default_lasso_threshold() -> f32 {
     1e-3
@@ -131,6 +150,11 @@ fn default_catch_up() -> String {
     "auto".into()
 }
 
+/// How a configuration records a data directory taken from the
+/// `BREGMAN_DATA` environment variable, so that a committed `config.toml`
+/// names no machine's paths ([`TrainConfig::data_path`] expands it).
+pub const DATA_ENV_PLACEHOLDER: &str = "$BREGMAN_DATA";
+
 /// The values of `--sparse-backprop-catch-up`.
 pub const CATCH_UPS: &[&str] = &["auto", "none", "linear", "sqrt"];
 
@@ -139,6 +163,8 @@ struct Preset {
     lr_sgd: f32,
     lr_adaptive: f32,
     lambda: f32,
+    /// The sparse initialisation's gain at r = 1: the gain is `gain_sparse/√r`,
+    /// so that `Var[W̃] = gain_sparse²·α/r` (SPEC §3).
     gain_sparse: f32,
     bias: f32,
     linear: &'static str,
@@ -154,19 +180,20 @@ fn preset(experiment: &str) -> Option<Preset> {
             lr_sgd: 0.1,
             lr_adaptive: 1e-3,
             lambda: 0.1,
-            gain_sparse: f32::NAN, // 0.7/√r, computed from r
+            gain_sparse: 0.7,
             bias: 1.0,
             linear: "l1",
             conv: "none",
             epochs: 100,
             default_optimizer: "linbreg",
         },
-        // Table 1: ℓ1 everywhere, AdaBreg τ = 1e-3, λ = 0.5, gain 10, bias b = 10.
+        // Table 1: ℓ1 everywhere, AdaBreg τ = 1e-3, λ = 0.5, gain 10 (= 1/√r
+        // at r = 0.01), bias b = 10.
         "fashion-convnet" => Preset {
             lr_sgd: 0.1,
             lr_adaptive: 1e-3,
             lambda: 0.5,
-            gain_sparse: 10.0,
+            gain_sparse: 1.0,
             bias: 10.0,
             linear: "l1",
             conv: "l1",
@@ -178,31 +205,34 @@ fn preset(experiment: &str) -> Option<Preset> {
             lr_sgd: 0.1,
             lr_adaptive: 1e-3,
             lambda: 0.5,
-            gain_sparse: 10.0,
+            gain_sparse: 1.0,
             bias: 10.0,
             linear: "l1",
             conv: "group-kernels",
             epochs: 20,
             default_optimizer: "adabreg",
         },
-        // Table 3: AdaBreg τ = 1e-3, kernel-group λ = 0.1 on conv weights, gain 5.
+        // Table 3: AdaBreg τ = 1e-3, kernel-group λ = 0.1 on conv weights,
+        // gain 5 (= 0.5/√r at r = 0.01).
         "cifar-resnet18" => Preset {
             lr_sgd: 0.1,
             lr_adaptive: 1e-3,
             lambda: 0.1,
-            gain_sparse: 5.0,
+            gain_sparse: 0.5,
             bias: 1.0,
             linear: "none",
             conv: "group-kernels",
             epochs: 100,
             default_optimizer: "adabreg",
         },
-        // Sec. 4.6: row sparsity λ = 0.07, AdaBreg τ = 1e-3, gain 5, noise 0.1.
+        // Sec. 4.6: row sparsity λ = 0.07, AdaBreg τ = 1e-3, gain 5 (= 0.5/√r
+        // at r = 0.01); noise std 0.05 drawn once per image (the authors'
+        // notebook `Skip-Encoder.ipynb`, test case 0).
         "mnist-denoiser" => Preset {
             lr_sgd: 0.1,
             lr_adaptive: 1e-3,
             lambda: 0.07,
-            gain_sparse: 5.0,
+            gain_sparse: 0.5,
             bias: 1.0,
             linear: "group-rows",
             conv: "none",
@@ -244,10 +274,8 @@ impl TrainConfig {
         // Dense baselines start dense with the plain Kaiming init; sparse
         // methods start at r = 1% (SPEC §3).
         let r: f32 = if sparse { 0.01 } else { 1.0 };
-        let gain = if p.gain_sparse.is_nan() {
-            0.7 / r.sqrt()
-        } else if sparse {
-            p.gain_sparse
+        let gain = if sparse {
+            p.gain_sparse / r.sqrt()
         } else {
             1.0
         };
@@ -287,8 +315,12 @@ impl TrainConfig {
             data_dir: PathBuf::from("data"),
             out: PathBuf::new(),
             lr_plateau: true,
-            plateau_metric: default_plateau_metric(),
-            noise_std: 0.1,
+            // The authors' notebooks step `ReduceLROnPlateau` on the training loss.
+            plateau_metric: "train-loss".into(),
+            noise_std: 0.05,
+            noise_fixed: true,
+            early_stop: None,
+            early_stop_delta: default_early_stop_delta(),
             lasso_threshold: default_lasso_threshold(),
             prune_target: default_prune_target(),
             prune_rounds: default_prune_rounds(),
@@ -373,6 +405,19 @@ impl TrainConfig {
                 );
             }
         }
+        if !(self.noise_std >= 0.0 && self.noise_std.is_finite()) {
+            return bad("noise-std", self.noise_std.to_string(), "must be ≥ 0");
+        }
+        if self.early_stop == Some(0) {
+            return bad("early-stop", "0".into(), "must be ≥ 1 (epochs)");
+        }
+        if !(self.early_stop_delta >= 0.0 && self.early_stop_delta.is_finite()) {
+            return bad(
+                "early-stop-delta",
+                self.early_stop_delta.to_string(),
+                "must be ≥ 0",
+            );
+        }
         if !PLATEAU_METRICS.contains(&self.plateau_metric.as_str()) {
             return bad(
                 "plateau-metric",
@@ -456,6 +501,39 @@ impl TrainConfig {
         toml::Value::Table(base)
             .try_into()
             .map_err(|e| TrainError::format(path, e))
+    }
+
+    /// Sets the initial density `r` and scales the initialisation gain with
+    /// it, `gain ∝ 1/√r`, so that `Var[W̃] = α/r` keeps holding (SPEC §3):
+    /// `--sparse-init 0.05` on a preset made for r = 0.01 starts with
+    /// weights √5× smaller, not as large as at r = 0.01.
+    pub fn set_sparse_init(&mut self, r: f32) {
+        if r > 0.0 && self.sparse_init > 0.0 {
+            self.init_gain *= (self.sparse_init / r).sqrt();
+        }
+        self.sparse_init = r;
+    }
+
+    /// The data directory, with a leading `$BREGMAN_DATA` component (how a
+    /// run started from that variable records it) replaced by the
+    /// variable's value.
+    ///
+    /// **Errors** if the path names `$BREGMAN_DATA` and the variable is unset.
+    pub fn data_path(&self) -> Result<PathBuf, TrainError> {
+        let mut parts = self.data_dir.components();
+        match parts.next() {
+            Some(c) if c.as_os_str() == DATA_ENV_PLACEHOLDER => {
+                let root = std::env::var_os("BREGMAN_DATA").ok_or_else(|| {
+                    TrainError::Config(format!(
+                        "the run's data directory is {} but BREGMAN_DATA is not set \
+                         (set it, or pass --data-dir)",
+                        self.data_dir.display()
+                    ))
+                })?;
+                Ok(PathBuf::from(root).join(parts.as_path()))
+            }
+            _ => Ok(self.data_dir.clone()),
+        }
     }
 
     /// The configuration as TOML.

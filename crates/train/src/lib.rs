@@ -39,7 +39,7 @@ pub mod metrics;
 pub mod plot;
 mod trainer;
 
-pub use config::{TrainConfig, EXPERIMENTS, OPTIMIZERS};
+pub use config::{TrainConfig, DATA_ENV_PLACEHOLDER, EXPERIMENTS, OPTIMIZERS};
 pub use error::TrainError;
 pub use trainer::{
     build_model, build_optimizer, dataset_kind, epoch_line, evaluate, inference_rate, metrics_csv,

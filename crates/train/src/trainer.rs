@@ -42,6 +42,9 @@ pub struct EpochMetrics {
     pub val_loss: f64,
     /// Validation accuracy (classification).
     pub val_acc: Option<f64>,
+    /// Validation SSIM (denoising).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_ssim: Option<f64>,
     /// Test loss.
     pub test_loss: f64,
     /// Test accuracy (classification).
@@ -222,7 +225,7 @@ impl Run {
     /// whose images do not fit the model.
     pub fn new(cfg: TrainConfig) -> Result<Run, TrainError> {
         cfg.validate()?;
-        let (train_full, test) = load(&cfg.data_dir, dataset_kind(&cfg.experiment))?;
+        let (train_full, test) = load(&cfg.data_path()?, dataset_kind(&cfg.experiment))?;
         let (train, val) = train_full.split(cfg.val_fraction, cfg.seed);
         let model = build_model(&cfg)?;
         let opt = build_optimizer(&cfg, &model)?;
@@ -419,7 +422,7 @@ impl Run {
         checkpoint::write_atomic(&cfg_path, self.cfg.to_toml().as_bytes())?;
         let steps = self.train.len().div_ceil(self.cfg.batch_size) as u64;
         let show_bar = self.verbose && std::io::stderr().is_terminal();
-        while self.epoch() < self.cfg.epochs {
+        while self.epoch() < self.cfg.epochs && !self.stopped_early() {
             let epoch = self.epoch() + 1;
             let start = Instant::now();
             let bar = if show_bar {
@@ -470,6 +473,7 @@ impl Run {
                 train_acc,
                 val_loss: val.loss,
                 val_acc: val.acc,
+                val_ssim: val.ssim,
                 test_loss: test.loss,
                 test_acc: test.acc,
                 test_ssim: test.ssim,
@@ -501,8 +505,33 @@ impl Run {
             }
             self.history.push(m);
             self.write_outputs()?;
+            if self.verbose && self.stopped_early() {
+                println!(
+                    "early stop: validation {} has not improved by {} for {} epochs",
+                    if is_denoising(&self.cfg) {
+                        "SSIM"
+                    } else {
+                        "accuracy"
+                    },
+                    self.cfg.early_stop_delta,
+                    self.cfg.early_stop.unwrap_or(0)
+                );
+            }
         }
         Ok(&self.history)
+    }
+
+    /// Whether the early-stopping rule (`cfg.early_stop`) ends the run after
+    /// the epochs so far (a resumed run that stopped stays stopped).
+    pub fn stopped_early(&self) -> bool {
+        self.cfg.early_stop.is_some_and(|patience| {
+            let metric: Vec<f64> = self
+                .history
+                .iter()
+                .map(|m| m.val_acc.or(m.val_ssim).unwrap_or(f64::NAN))
+                .collect();
+            epochs_without_improvement(&metric, self.cfg.early_stop_delta) >= patience
+        })
     }
 
     /// Pruning baseline (Han et al. 2015): after each of the first
@@ -577,6 +606,21 @@ impl Run {
             &state,
         )
     }
+}
+
+/// Epochs since the last one that beat the best value before it by at
+/// least `delta` (the first finite value sets the best; NaN never improves;
+/// a tolerance of 1e-9 absorbs the rounding of accuracies such as 2671/3000).
+pub fn epochs_without_improvement(metric: &[f64], delta: f64) -> usize {
+    let mut best = f64::NEG_INFINITY;
+    let mut last = 0;
+    for (e, &v) in metric.iter().enumerate() {
+        if v - best >= delta - 1e-9 {
+            best = v;
+            last = e + 1;
+        }
+    }
+    metric.len() - last
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -822,6 +866,7 @@ fn batch_options(
         shuffle: train,
         augment: train && kind == DatasetKind::Cifar10,
         noise_std: is_denoising(cfg).then_some(cfg.noise_std),
+        fixed_noise: cfg.noise_fixed,
     }
 }
 
@@ -894,4 +939,24 @@ pub fn inference_rate(
         best = best.min(start.elapsed().as_secs_f64());
     }
     Ok(images as f64 / best.max(1e-12))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epochs_without_improvement as stale;
+
+    #[test]
+    fn early_stopping_counts_epochs_since_an_improvement_of_at_least_delta() {
+        assert_eq!(stale(&[], 1e-3), 0);
+        assert_eq!(stale(&[0.5], 1e-3), 0);
+        // +0.1 pp exactly counts; +0.05 pp twice does not (measured from the best).
+        assert_eq!(stale(&[0.500, 0.501], 1e-3), 0);
+        assert_eq!(stale(&[0.500, 0.5005, 0.5009], 1e-3), 2);
+        assert_eq!(stale(&[0.500, 0.5005, 0.5010], 1e-3), 0);
+        // A drop and a recovery to below best + delta do not reset the count.
+        assert_eq!(stale(&[0.9, 0.8, 0.9005, 0.85], 1e-3), 3);
+        // NaN epochs never improve; a finite value after them does.
+        assert_eq!(stale(&[f64::NAN, f64::NAN], 1e-3), 2);
+        assert_eq!(stale(&[f64::NAN, 0.1, f64::NAN], 1e-3), 1);
+    }
 }
