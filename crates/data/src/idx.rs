@@ -21,25 +21,97 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
+/// The most a deflate stream can expand: 1032 output bytes per input byte
+/// (RFC 1951's longest match per two bits). A header that declares more than
+/// this for its file's size is a lie, caught before anything is inflated.
+const MAX_DEFLATE_RATIO: usize = 1032;
+
 /// Reads a whole file, decompressing gzip if its first bytes say so.
 ///
 /// **Errors** if the file cannot be read or the gzip stream is corrupt.
+/// This inflates everything: [`read_idx`] is the bounded reader for IDX files.
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+    let raw = read_file(path)?;
+    if !is_gzip(&raw) {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    flate2::read::GzDecoder::new(raw.as_slice())
+        .read_to_end(&mut out)
+        .map_err(|e| gzip_error(path, e))?;
+    Ok(out)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                DataError::corrupt(path, format!("gzip stream is corrupt or truncated ({e})"))
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    })
+}
+
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+fn gzip_error(path: &Path, e: std::io::Error) -> DataError {
+    DataError::corrupt(path, format!("gzip stream is corrupt or truncated ({e})"))
+}
+
+/// Inflates a gzip IDX file no further than its header allows: the header
+/// first, then at most one byte more than the body it declares (so a small
+/// file that inflates to gigabytes costs the declared size, not its own).
+fn inflate_idx(raw: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
+    let mut gz = flate2::read::GzDecoder::new(raw);
+    let mut head = [0u8; 4];
+    let got = read_up_to(&mut gz, &mut head, path)?;
+    if got < 4 {
+        // Too short for a header: let the parser say so.
+        return Ok(head[..got].to_vec());
     }
+    let ndim = head[3] as usize;
+    let mut out = head.to_vec();
+    out.resize(4 + 4 * ndim, 0);
+    let got = read_up_to(&mut gz, &mut out[4..], path)?;
+    out.truncate(4 + got);
+    if head[..3] != [0, 0, 0x08] || ndim == 0 || got < 4 * ndim {
+        return Ok(out); // the parser names what is wrong
+    }
+    let declared = out[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .try_fold(1usize, |a, d| a.checked_mul(d));
+    let bound = raw.len().saturating_mul(MAX_DEFLATE_RATIO);
+    match declared {
+        Some(n) if n <= bound => {
+            out.reserve_exact(n + 1);
+            gz.take(n as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| gzip_error(path, e))?;
+            Ok(out)
+        }
+        Some(n) => Err(DataError::corrupt(
+            path,
+            format!(
+                "header declares {n} data bytes, more than a gzip stream of {} bytes can hold",
+                raw.len()
+            ),
+        )),
+        None => Ok(out), // overflowing dimensions: the parser says so
+    }
+}
+
+/// Fills as much of `buf` as the stream holds.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize, DataError> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(gzip_error(path, e)),
+        }
+    }
+    Ok(n)
 }
 
 /// Parses IDX bytes; `path` only names the file in errors.
@@ -118,11 +190,18 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
     })
 }
 
-/// Reads an IDX file (raw or gzip).
+/// Reads an IDX file (raw or gzip). A gzip file is inflated only as far as
+/// its header's dimensions allow (plus one byte, to detect trailing data).
 ///
-/// **Errors** as [`read_maybe_gzip`] and [`parse_idx`].
+/// **Errors** as [`read_maybe_gzip`] and [`parse_idx`], and if the header
+/// declares more data than the compressed file could hold.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    parse_idx(&read_maybe_gzip(path)?, path)
+    let raw = read_file(path)?;
+    if is_gzip(&raw) {
+        parse_idx(&inflate_idx(&raw, path)?, path)
+    } else {
+        parse_idx(&raw, path)
+    }
 }
 
 /// Encodes bytes as IDX (for tests and for cutting samples).

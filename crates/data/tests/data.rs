@@ -86,6 +86,44 @@ fn corrupt_idx_errors_name_file_and_problem() {
 }
 
 #[test]
+fn gzip_is_inflated_no_further_than_the_header_declares() {
+    let d = tmp("bomb");
+    // A header for 10 images of 4×4 followed by 256 MiB of zeros: about
+    // 250 KB compressed. The reader stops one byte past the declared 160.
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(&encode_idx(&[10, 4, 4], &[7; 160])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        e.write_all(&zeros).unwrap();
+    }
+    std::fs::write(d.join("bomb.gz"), e.finish().unwrap()).unwrap();
+    let err = read_idx(&d.join("bomb.gz")).unwrap_err().to_string();
+    assert!(
+        err.contains("bomb.gz") && err.contains("trailing bytes") && err.contains("file has 161"),
+        "{err}"
+    );
+    // A header declaring more than its gzip stream could hold (deflate
+    // expands at most 1032×) is refused before inflating anything.
+    let liar = gzip(&encode_idx(&[60000, 28, 28], &[0; 16]));
+    std::fs::write(d.join("liar.gz"), &liar).unwrap();
+    let err = read_idx(&d.join("liar.gz")).unwrap_err().to_string();
+    assert!(
+        err.contains("liar.gz") && err.contains("47040000 data bytes, more than a gzip stream"),
+        "{err}"
+    );
+    // Truncated and malformed headers inside gzip still get the parser's errors.
+    for (bytes, want) in [
+        (vec![0u8, 0], "too short"),
+        (vec![0, 0, 8, 3, 0, 0], "truncated header"),
+        (vec![0, 0, 9, 1, 0, 0, 0, 1, 5], "type 0x09 unsupported"),
+    ] {
+        std::fs::write(d.join("h.gz"), gzip(&bytes)).unwrap();
+        let err = read_idx(&d.join("h.gz")).unwrap_err().to_string();
+        assert!(err.contains(want), "{err:?} should contain {want:?}");
+    }
+}
+
+#[test]
 fn loads_mnist_layout_and_checks_consistency() {
     let d = tmp("mnist");
     write_mnist(&d.join("mnist"), 50, 20, 28);
