@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bregman::layers::{Kernels, Module};
+use bregman::train::run_dir::{check_output, RunLock};
 use bregman::train::{
     checkpoint, evaluate, export, inference_rate, metrics, Run, TrainConfig, TrainError,
 };
@@ -49,6 +50,9 @@ enum Command {
         /// `<name>.col_indices`, `<name>.values`) instead of a dense one.
         #[arg(long)]
         sparse: bool,
+        /// Overwrite `--out` if it exists (never the checkpoint read).
+        #[arg(long)]
+        force: bool,
     },
     /// Plot one metric of several runs over epochs as an SVG (e.g. to compare optimizers).
     Plot {
@@ -69,6 +73,9 @@ enum Command {
         /// Run directories (each with a metrics.csv); the legend uses their names.
         #[arg(required = true)]
         runs: Vec<PathBuf>,
+        /// Overwrite `--out` if it exists (never a run's metrics.csv).
+        #[arg(long)]
+        force: bool,
     },
     /// Print per-layer non-zeros, active neurons and non-zero kernels of a checkpoint.
     Inspect {
@@ -76,6 +83,35 @@ enum Command {
         checkpoint: PathBuf,
     },
 }
+
+/// The `train` flags that `--resume` refuses: a resumed run continues with
+/// the settings its checkpoint holds, so any of these would be ignored.
+const RESUME_CONFLICTS: &[&str] = &[
+    "experiment",
+    "optimizer",
+    "config",
+    "lr",
+    "lambda",
+    "delta",
+    "momentum",
+    "sparse_init",
+    "init_gain",
+    "batch_size",
+    "seed",
+    "out",
+    "overwrite",
+    "prune_target",
+    "prune_rounds",
+    "lasso_threshold",
+    "lambda_target",
+    "plateau_metric",
+    "noise_std",
+    "noise",
+    "early_stop",
+    "early_stop_delta",
+    "sparse_backprop",
+    "sparse_backprop_catch_up",
+];
 
 #[derive(Args)]
 struct TrainArgs {
@@ -123,9 +159,15 @@ struct TrainArgs {
     /// A TOML file with any subset of the configuration (flags override it).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Continue the run in this directory from its checkpoint.
-    #[arg(long, conflicts_with_all = ["experiment", "optimizer", "config"])]
+    /// Continue the run in this directory from its checkpoint. Only
+    /// --epochs (to extend it), --data-dir, --dense-kernels and --quiet may
+    /// go with it: the rest of the run is what its checkpoint says.
+    #[arg(long, conflicts_with_all = RESUME_CONFLICTS)]
     resume: Option<PathBuf>,
+    /// Replace the run that --out already holds (its checkpoint, metrics,
+    /// config and plots are removed first).
+    #[arg(long)]
+    overwrite: bool,
     /// Pruning baseline (`--optimizer prune`): final density of the weights.
     #[arg(long, allow_negative_numbers = true)]
     prune_target: Option<f32>,
@@ -191,7 +233,8 @@ fn main() -> ExitCode {
             checkpoint,
             out,
             sparse,
-        } => export_cmd(&checkpoint, &out, sparse),
+            force,
+        } => export_cmd(&checkpoint, &out, sparse, force),
         Command::Inspect { checkpoint } => inspect(&checkpoint),
         Command::Plot {
             metric,
@@ -199,7 +242,8 @@ fn main() -> ExitCode {
             title,
             against,
             runs,
-        } => plot(&metric, &out, title.as_deref(), &against, &runs),
+            force,
+        } => plot(&metric, &out, title.as_deref(), &against, &runs, force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -331,12 +375,17 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
     }
     cfg.out = match &args.out {
         Some(o) => o.clone(),
-        None if cfg.out.as_os_str().is_empty() => PathBuf::from("runs").join(format!(
-            "{}-{}-{}",
-            cfg.experiment,
-            cfg.optimizer,
-            timestamp()
-        )),
+        None if cfg.out.as_os_str().is_empty() => {
+            // A fresh name: two runs started in the same second get -2, -3, ...
+            let base = format!("{}-{}-{}", cfg.experiment, cfg.optimizer, timestamp());
+            (1..)
+                .map(|k| match k {
+                    1 => PathBuf::from("runs").join(&base),
+                    k => PathBuf::from("runs").join(format!("{base}-{k}")),
+                })
+                .find(|p| !p.exists())
+                .unwrap_or_default()
+        }
         None => cfg.out.clone(),
     };
     cfg.validate()?;
@@ -344,21 +393,66 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
 }
 
 fn train(args: TrainArgs) -> Result<(), TrainError> {
-    let mut run = match &args.resume {
+    let say = |msg: String| {
+        if !args.quiet {
+            println!("{msg}");
+        }
+    };
+    let (mut run, _lock) = match &args.resume {
         Some(dir) => {
-            let run = Run::resume(dir, args.data_dir.clone())?;
-            if !args.quiet {
-                println!("resuming {} after epoch {}", dir.display(), run.epoch());
+            let lock = lock_run_dir(dir, &say)?;
+            let mut run = Run::resume(dir, args.data_dir.clone())?;
+            say(format!(
+                "resuming {} after epoch {}",
+                dir.display(),
+                run.epoch()
+            ));
+            if let Some(note) = run.repair_outputs()? {
+                say(note);
             }
-            run
+            if let Some(e) = args.epochs {
+                if e < run.epoch() {
+                    return Err(TrainError::Config(format!(
+                        "--epochs {e}: the run in {} already has {} epochs (give more to extend it)",
+                        dir.display(),
+                        run.epoch()
+                    )));
+                }
+                if run.cfg.optimizer == "prune" && e != run.cfg.epochs {
+                    return Err(TrainError::Config(format!(
+                        "--epochs {e}: a pruning run's schedule is fixed by the {} epochs it \
+                         started with",
+                        run.cfg.epochs
+                    )));
+                }
+                run.cfg.epochs = e;
+            }
+            (run, lock)
         }
         None => {
             let cfg = resolve_config(&args)?;
-            Run::new(cfg)?
+            // Refuse before loading any data, and again under the lock.
+            check_fresh_out(&cfg.out, args.overwrite)?;
+            let run = Run::new(cfg)?;
+            let lock = lock_run_dir(&run.cfg.out, &say)?;
+            check_fresh_out(&run.cfg.out, args.overwrite)?;
+            bregman::train::run_dir::clear_run(&run.cfg.out)?;
+            (run, lock)
         }
     };
-    if let Some(e) = args.epochs {
-        run.cfg.epochs = e;
+    if run.epoch() >= run.cfg.epochs || run.stopped_early() {
+        let why = if run.stopped_early() {
+            "it stopped early"
+        } else {
+            "it has all its epochs"
+        };
+        say(format!(
+            "nothing to train: {} has {} epochs and {why} (give a larger --epochs to extend it)",
+            run.cfg.out.display(),
+            run.epoch()
+        ));
+        print_summary(&run.cfg, &run.history);
+        return Ok(());
     }
     run.verbose = !args.quiet;
     if args.dense_kernels {
@@ -384,6 +478,40 @@ fn train(args: TrainArgs) -> Result<(), TrainError> {
     }
     let history = run.run()?.to_vec();
     print_summary(&run.cfg, &history);
+    Ok(())
+}
+
+/// The files of the run in `dir`: no command writes over them but `train`.
+fn run_files(dir: &Path) -> Vec<PathBuf> {
+    bregman::train::run_dir::RUN_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .collect()
+}
+
+/// Locks a run directory for this process, reporting a stale lock taken over.
+fn lock_run_dir(dir: &Path, say: &dyn Fn(String)) -> Result<RunLock, TrainError> {
+    let lock = RunLock::acquire(dir)?;
+    if let Some(pid) = lock.stale_pid {
+        say(format!(
+            "note: {} was locked by process {pid}, which ended without releasing it (killed?); \
+             taking it over",
+            dir.display()
+        ));
+    }
+    Ok(lock)
+}
+
+/// `train` never replaces a run unasked.
+fn check_fresh_out(out: &Path, overwrite: bool) -> Result<(), TrainError> {
+    if !overwrite && bregman::train::run_dir::holds_run(out) {
+        return Err(TrainError::Config(format!(
+            "--out {}: holds a run already; pass --overwrite to replace it, --resume {} to \
+             continue it, or choose another directory",
+            out.display(),
+            out.display()
+        )));
+    }
     Ok(())
 }
 
@@ -486,8 +614,12 @@ fn eval(
     Ok(())
 }
 
-fn export_cmd(ckpt: &Path, out: &Path, sparse: bool) -> Result<(), TrainError> {
-    let n = export::export(&checkpoint_path(ckpt), out, sparse)?;
+fn export_cmd(ckpt: &Path, out: &Path, sparse: bool, force: bool) -> Result<(), TrainError> {
+    let path = checkpoint_path(ckpt);
+    let mut inputs = run_files(path.parent().unwrap_or(Path::new(".")));
+    inputs.push(path.clone());
+    check_output(out, &inputs, force)?;
+    let n = export::export(&path, out, sparse)?;
     println!("wrote {n} tensors to {}", out.display());
     Ok(())
 }
@@ -543,7 +675,10 @@ fn plot(
     title: Option<&str>,
     against: &str,
     runs: &[PathBuf],
+    force: bool,
 ) -> Result<(), TrainError> {
+    let inputs: Vec<PathBuf> = runs.iter().flat_map(|d| run_files(d)).collect();
+    check_output(out, &inputs, force)?;
     if against != "epoch" && against != "time" {
         return Err(TrainError::Config(format!(
             "--against {against}: unknown (choose from epoch, time)"

@@ -53,17 +53,27 @@ fn floats_of(b: &[u8]) -> Vec<f32> {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, flushed to disk, then renamed over `path`.
+/// directory (`.NAME.PID.tmp`, unique per target and process), flushed to
+/// disk, then renamed over `path`. The temporary file is removed if any step
+/// fails; one left by a killed process is removed by the next
+/// [`crate::run_dir::RunLock`] on the directory.
 ///
 /// **Errors** naming the file on any I/O failure.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    {
+    let name = path
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(TrainError::io(&tmp))?;
         f.write_all(bytes).map_err(TrainError::io(&tmp))?;
         f.sync_all().map_err(TrainError::io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+    written
 }
 
 /// Serializes named `f32` tensors (and metadata) as safetensors bytes.

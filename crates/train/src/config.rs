@@ -457,6 +457,19 @@ impl TrainConfig {
         if self.prune_rounds == 0 {
             return bad("prune-rounds", "0".into(), "must be ≥ 1");
         }
+        if self.optimizer == "prune" && self.epochs < self.prune_rounds + 1 {
+            return bad(
+                "epochs",
+                self.epochs.to_string(),
+                &format!(
+                    "the pruning schedule (--prune-rounds {}) trains, prunes and retrains in {} \
+                     phases of at least one epoch: it needs --epochs ≥ {}",
+                    self.prune_rounds,
+                    self.prune_rounds + 1,
+                    self.prune_rounds + 1
+                ),
+            );
+        }
         if !(self.lasso_threshold >= 0.0 && self.lasso_threshold.is_finite()) {
             return bad(
                 "lasso-threshold",

@@ -29,6 +29,20 @@ pub enum TrainError {
         /// 0-based batch within the epoch.
         batch: usize,
     },
+    /// The loss rose above the divergence bound (see [`crate::Run`]).
+    #[error("loss {loss:.4e} at epoch {epoch}, batch {batch} is above {bound:.4e} ({factor}× the first epoch's loss): training diverged and was stopped (the last good checkpoint is kept); try a smaller --lr")]
+    Diverged {
+        /// The batch's loss.
+        loss: f32,
+        /// The bound it broke.
+        bound: f32,
+        /// The bound over the reference loss.
+        factor: f32,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

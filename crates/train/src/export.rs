@@ -39,9 +39,15 @@ use crate::TrainError;
 /// tensors when `sparse` (see the module docs). Returns the number of
 /// tensors written.
 ///
-/// **Errors** naming the file if the checkpoint cannot be read or `out` written.
+/// **Errors** naming the file if the checkpoint cannot be read, does not
+/// rebuild its model (a tensor missing or misshaped, as `eval` would find),
+/// or `out` cannot be written.
 pub fn export(ckpt: &Path, out: &Path, sparse: bool) -> Result<usize, TrainError> {
     let ck = checkpoint::load(ckpt)?;
+    // Validate as `eval` does: the checkpoint must rebuild its model, every
+    // parameter and buffer present with the shape the model needs.
+    let mut model = crate::build_model(&ck.config)?;
+    ck.restore_model(&mut model, ckpt)?;
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut metadata = HashMap::new();
     for (name, t) in &ck.tensors {

@@ -9,7 +9,8 @@
 //!   `metrics.json`, SVG plots and atomic checkpoints; [`Run::resume`]
 //!   continues a run exactly;
 //! - [`checkpoint`], [`export`] (safetensors with PyTorch names), [`metrics`]
-//!   (N_total, N_linear, N_conv, neurons, SSIM, PSNR), [`plot`].
+//!   (N_total, N_linear, N_conv, neurons, SSIM, PSNR), [`plot`], and
+//!   [`run_dir`] (the lock on a run directory, no silent overwrites).
 //!
 //! ```
 //! use bregman_train::{build_model, build_optimizer, TrainConfig};
@@ -37,6 +38,8 @@ mod error;
 pub mod export;
 pub mod metrics;
 pub mod plot;
+pub mod resume;
+pub mod run_dir;
 mod trainer;
 
 pub use config::{TrainConfig, DATA_ENV_PLACEHOLDER, EXPERIMENTS, OPTIMIZERS};

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, RunState};
 use crate::metrics::{psnr, sparsity, ssim};
 use crate::plot::{line_chart, Series};
+use crate::resume::{check_config_file, check_optimizer_state};
 use crate::{TrainConfig, TrainError};
 
 /// The metrics of one epoch (one row of `metrics.csv`; more in `metrics.json`).
@@ -192,6 +193,18 @@ pub fn build_optimizer(
     Ok(GroupedOptimizer::new(method, &model.params(), specs)?)
 }
 
+/// A batch loss above this multiple of the first epoch's mean training loss
+/// (during the first epoch: of its first batch's loss) ends the run as
+/// diverged. Cross-entropy starts near ln 10 ≈ 2.3 and the denoiser's MSE
+/// near 0.1, and both only fall in a working run; an Adam run at `--lr 1e6`
+/// reaches 10²¹.
+pub const DIVERGENCE_FACTOR: f32 = 1e3;
+
+/// Fewest validation images for the plateau scheduler on validation
+/// accuracy: its threshold is 1% relative, and one image moves the
+/// accuracy by `1/n`, so below 100 images a single image decides.
+pub const MIN_VAL_IMAGES_FOR_PLATEAU: usize = 100;
+
 /// A training run in progress.
 pub struct Run {
     /// The configuration.
@@ -227,6 +240,7 @@ impl Run {
         cfg.validate()?;
         let (train_full, test) = load(&cfg.data_path()?, dataset_kind(&cfg.experiment))?;
         let (train, val) = train_full.split(cfg.val_fraction, cfg.seed);
+        check_split_sizes(&cfg, train.len(), val.len(), test.len())?;
         let model = build_model(&cfg)?;
         let opt = build_optimizer(&cfg, &model)?;
         let masks = vec![None; model.params().len()];
@@ -262,9 +276,21 @@ impl Run {
         if let Some(d) = data_dir {
             cfg.data_dir = d;
         }
+        if ck.state.epoch != ck.state.history.len() {
+            return Err(TrainError::format(
+                &path,
+                format!(
+                    "state says epoch {} but holds the metrics of {} epochs",
+                    ck.state.epoch,
+                    ck.state.history.len()
+                ),
+            ));
+        }
+        check_config_file(dir, &ck.config)?;
         let mut run = Run::new(cfg)?;
         ck.restore_model(&mut run.model, &path)?;
         ck.restore_optimizer(&mut run.opt, &path)?;
+        check_optimizer_state(&run.cfg, &run.model, &run.opt, &path)?;
         run.plateau.best = ck.state.plateau_best;
         run.plateau.bad_epochs = ck.state.plateau_bad_epochs;
         run.history = ck.state.history;
@@ -286,6 +312,30 @@ impl Run {
                 .collect();
         }
         Ok(run)
+    }
+
+    /// Rewrites `metrics.csv`, `metrics.json` and the plots from the
+    /// checkpoint's history when they disagree with it (a process killed
+    /// between writing the metrics and the checkpoint leaves one epoch more
+    /// in the metrics); returns what was repaired, to be reported.
+    ///
+    /// **Errors** on an I/O failure.
+    pub fn repair_outputs(&self) -> Result<Option<String>, TrainError> {
+        let path = self.cfg.out.join("metrics.csv");
+        let expected = metrics_csv(&self.history, is_denoising(&self.cfg));
+        let found = std::fs::read_to_string(&path).ok();
+        if found.as_deref() == Some(expected.as_str()) {
+            return Ok(None);
+        }
+        let rows = found.map(|t| t.lines().count().saturating_sub(1));
+        self.write_metrics()?;
+        Ok(Some(format!(
+            "repaired: {} held {} but the checkpoint has {} epochs; the metrics and plots \
+             were rewritten from the checkpoint",
+            path.display(),
+            rows.map_or("nothing readable".to_string(), |r| format!("{r} epochs")),
+            self.epoch()
+        )))
     }
 
     /// Runs one image through the model so that a data set of the wrong
@@ -324,6 +374,7 @@ impl Run {
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let start = Instant::now();
         let n_batches = self.train.len().div_ceil(self.cfg.batch_size.max(1));
+        let mut reference = self.history.first().map(|m| m.train_loss as f32);
         for (bi, batch) in batches(&self.train, opts, self.cfg.seed, epoch as u64).enumerate() {
             let n = batch.labels.len();
             let mode = sparse_backprop_step(&self.cfg, bi, n_batches);
@@ -357,6 +408,19 @@ impl Run {
                 if !lv.is_finite() {
                     return Err(TrainError::NonFinite {
                         value: lv,
+                        epoch,
+                        batch: bi,
+                    });
+                }
+                // The divergence bound's reference: the first epoch's mean
+                // loss, or during the first epoch its first batch's loss.
+                let reference = *reference.get_or_insert(lv);
+                let bound = DIVERGENCE_FACTOR * reference;
+                if lv > bound {
+                    return Err(TrainError::Diverged {
+                        loss: lv,
+                        bound,
+                        factor: DIVERGENCE_FACTOR,
                         epoch,
                         batch: bi,
                     });
@@ -525,9 +589,16 @@ impl Run {
     /// the epochs so far (a resumed run that stopped stays stopped).
     pub fn stopped_early(&self) -> bool {
         self.cfg.early_stop.is_some_and(|patience| {
+            // A pruning run is judged only once its last round has pruned.
+            let first = if self.cfg.optimizer == "prune" {
+                prune_phase(&self.cfg) * self.cfg.prune_rounds
+            } else {
+                0
+            };
             let metric: Vec<f64> = self
                 .history
                 .iter()
+                .skip(first)
                 .map(|m| m.val_acc.or(m.val_ssim).unwrap_or(f64::NAN))
                 .collect();
             epochs_without_improvement(&metric, self.cfg.early_stop_delta) >= patience
@@ -573,6 +644,11 @@ impl Run {
     }
 
     fn write_outputs(&self) -> Result<(), TrainError> {
+        self.write_metrics()?;
+        self.write_checkpoint()
+    }
+
+    fn write_metrics(&self) -> Result<(), TrainError> {
         let out = &self.cfg.out;
         checkpoint::write_atomic(
             &out.join("metrics.csv"),
@@ -584,6 +660,11 @@ impl Run {
         for (name, svg) in plots(&self.history) {
             checkpoint::write_atomic(&out.join(name), svg.as_bytes())?;
         }
+        Ok(())
+    }
+
+    fn write_checkpoint(&self) -> Result<(), TrainError> {
+        let out = &self.cfg.out;
         let state = RunState {
             epoch: self.epoch(),
             optimizer_step: self.opt.steps(),
@@ -606,6 +687,46 @@ impl Run {
             &state,
         )
     }
+}
+
+/// Refuses splits a run cannot be measured on: no training, validation or
+/// test images, or a validation split too small for the plateau scheduler.
+fn check_split_sizes(
+    cfg: &TrainConfig,
+    train: usize,
+    val: usize,
+    test: usize,
+) -> Result<(), TrainError> {
+    let data = cfg.data_dir.display();
+    let fail = |what: String| Err(TrainError::Config(what));
+    if train == 0 {
+        return fail(format!(
+            "no training images in {data} after holding out --val-fraction {} for validation",
+            cfg.val_fraction
+        ));
+    }
+    if test == 0 {
+        return fail(format!("no test images in {data}"));
+    }
+    if val == 0 && cfg.val_fraction > 0.0 {
+        return fail(format!(
+            "--val-fraction {} of {} training images leaves no validation images",
+            cfg.val_fraction,
+            train + val
+        ));
+    }
+    let plateau_on_acc = cfg.lr_plateau && cfg.plateau_metric == "val-acc" && !is_denoising(cfg);
+    if plateau_on_acc && val < MIN_VAL_IMAGES_FOR_PLATEAU {
+        return fail(format!(
+            "--plateau-metric val-acc with {val} validation images: the scheduler's 1% relative \
+             threshold needs at least {MIN_VAL_IMAGES_FOR_PLATEAU} (one image moves the accuracy \
+             by 1/{val}); use more data or --plateau-metric train-loss"
+        ));
+    }
+    if cfg.early_stop.is_some() && val == 0 {
+        return fail("--early-stop needs validation images (--val-fraction > 0)".into());
+    }
+    Ok(())
 }
 
 /// Epochs since the last one that beat the best value before it by at
