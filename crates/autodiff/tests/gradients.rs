@@ -451,11 +451,7 @@ fn global_avg_pool() {
 
 #[test]
 fn batchnorm_train_mode_4d_and_2d() {
-    let check = GradCheck {
-        eps: 1e-2,
-        atol: 2e-2,
-        rtol: 2e-2,
-    };
+    let check = GradCheck::default();
     ok(check.check(
         &[
             rand_tensor(&[3, 2, 3, 3], 33).scale(2.0),
@@ -514,10 +510,12 @@ fn composite_small_convnet() {
         rand_tensor(&[3, 16], 48),
         rand_tensor(&[3], 49),
     ];
+    // Ten ops deep (batchnorm, max-pool, two squashings): the central
+    // difference's truncation error reaches ~1% of these small derivatives.
     let check = GradCheck {
         eps: 1e-2,
-        atol: 2e-2,
-        rtol: 2e-2,
+        atol: 1e-2,
+        rtol: 1e-2,
     };
     ok(check.check(&inputs, |t, v| {
         let c = t.conv2d(
@@ -542,26 +540,190 @@ fn composite_small_convnet() {
     }));
 }
 
-/// The harness must be able to fail: a rule that is off by a factor 2 is caught.
+/// A test-only op: `forward` computes the value from the inputs, `rule`
+/// is the (possibly wrong) backward rule under test.
+struct Mutant<F: Fn(&[&Tensor], Tensor) -> Vec<Option<Tensor>>>(F);
+
+impl<F: Fn(&[&Tensor], Tensor) -> Vec<Option<Tensor>>> Backward for Mutant<F> {
+    fn backward(
+        &self,
+        inputs: &[&Tensor],
+        _: &Tensor,
+        g: Tensor,
+        _: &[bool],
+    ) -> Vec<Option<Tensor>> {
+        (self.0)(inputs, g)
+    }
+}
+
+/// Records `value` as a function of `inputs` with the backward `rule`.
+fn mutant<'t>(
+    t: &mut Tape<'t>,
+    inputs: &[Var],
+    value: Tensor,
+    rule: impl Fn(&[&Tensor], Tensor) -> Vec<Option<Tensor>> + 't,
+) -> Var {
+    t.push(value, inputs, Mutant(rule))
+}
+
+fn must_fail(name: &str, r: Result<(), String>) {
+    assert!(
+        r.is_err(),
+        "the wrong rule '{name}' passed the gradient check"
+    );
+}
+
+/// The harness must be able to fail, on subtle errors too: every rule below
+/// is wrong, and every one must be rejected.
 #[test]
 fn harness_catches_a_wrong_rule() {
-    struct WrongDouble;
-    impl Backward for WrongDouble {
-        fn backward(
-            &self,
-            _: &[&Tensor],
-            _: &Tensor,
-            g: Tensor,
-            _: &[bool],
-        ) -> Vec<Option<Tensor>> {
-            vec![Some(g.scale(4.0))] // the derivative of 2x is 2, not 4
+    // A factor 2: the derivative of 2x is 2, not 4.
+    must_fail(
+        "factor 2",
+        check_gradients(&[rand_tensor(&[3], 50)], |t, v| {
+            let y = t.value(v[0]).scale(2.0);
+            mutant(t, &[v[0]], y, |_, g| vec![Some(g.scale(4.0))])
+        }),
+    );
+    // A 2% scale error.
+    must_fail(
+        "2% scale",
+        check_gradients(&[rand_tensor(&[8], 51)], |t, v| {
+            let y = t.value(v[0]).scale(2.0);
+            mutant(t, &[v[0]], y, |_, g| vec![Some(g.scale(2.04))])
+        }),
+    );
+    // A mean that divides its gradient by n − 1 (n = 12).
+    must_fail(
+        "mean over n - 1",
+        check_gradients(&[rand_tensor(&[3, 4], 52)], |t, v| {
+            let x = t.value(v[0]);
+            let n = x.len();
+            let y = Tensor::from_vec(&[1], vec![x.data().iter().sum::<f32>() / n as f32]).unwrap();
+            mutant(t, &[v[0]], y, move |inp, g| {
+                let gv = g.data()[0] / (n - 1) as f32;
+                vec![Some(Tensor::from_fn(inp[0].shape(), |_| gv))]
+            })
+        }),
+    );
+    // `x + b` over a batch of 256: b's gradient (a sum over the batch) is
+    // large; x's is 5% too large. A tolerance scaled by the largest
+    // gradient of all inputs let this through.
+    must_fail(
+        "5% error beside a large bias gradient",
+        check_gradients(
+            &[rand_tensor(&[256, 3], 53), rand_tensor(&[3], 54)],
+            |t, v| {
+                let (x, b) = (t.value(v[0]), t.value(v[1]));
+                let y = Tensor::from_fn(x.shape(), |i| x.data()[i] + b.data()[i % 3]);
+                mutant(t, &[v[0], v[1]], y, |_, g| {
+                    let mut db = vec![0.0f32; 3];
+                    g.data()
+                        .iter()
+                        .enumerate()
+                        .for_each(|(i, &gv)| db[i % 3] += gv);
+                    vec![
+                        Some(g.scale(1.05)),
+                        Some(Tensor::from_vec(&[3], db).unwrap()),
+                    ]
+                })
+            },
+        ),
+    );
+    // Max-pool (2×2, stride 2) with one window's gradient sent to the wrong input.
+    must_fail(
+        "misrouted max-pool index",
+        check_gradients(&[distinct_tensor(&[1, 1, 2, 4], 55)], |t, v| {
+            let x = t.value(v[0]).clone();
+            let argmax = move |w: usize| {
+                let idx = [2 * w, 2 * w + 1, 4 + 2 * w, 5 + 2 * w];
+                *idx.iter()
+                    .max_by(|&&a, &&b| x.data()[a].total_cmp(&x.data()[b]))
+                    .unwrap()
+            };
+            let y = Tensor::from_fn(&[1, 1, 1, 2], |w| t.value(v[0]).data()[argmax(w)]);
+            mutant(t, &[v[0]], y, move |_, g| {
+                let mut dx = vec![0.0f32; 8];
+                dx[argmax(0)] += g.data()[0];
+                // Window 1's winner, off by one position (within the window).
+                let wrong = if argmax(1) == 2 { 3 } else { 2 };
+                dx[wrong] += g.data()[1];
+                vec![Some(Tensor::from_vec(&[1, 1, 2, 4], dx).unwrap())]
+            })
+        }),
+    );
+    // A forward pass that yields NaN: the difference quotient is NaN, and a
+    // NaN must never compare as a match.
+    must_fail(
+        "NaN finite difference",
+        check_gradients(&[rand_tensor(&[4], 56)], |t, v| {
+            let x = t.value(v[0]);
+            let y = Tensor::from_fn(x.shape(), |i| if i == 2 { f32::NAN } else { x.data()[i] });
+            mutant(t, &[v[0]], y, |_, g| vec![Some(g)])
+        }),
+    );
+    // The same harness accepts the right rules of these ops.
+    ok(check_gradients(&[rand_tensor(&[8], 57)], |t, v| {
+        let y = t.value(v[0]).scale(2.0);
+        mutant(t, &[v[0]], y, |_, g| vec![Some(g.scale(2.0))])
+    }));
+}
+
+#[test]
+fn broadcast_left_operand_and_an_input_used_twice() {
+    ok(check_gradients(
+        &[rand_tensor(&[4], 60), rand_tensor(&[3, 4], 61)],
+        |t, v| t.add(v[0], v[1]),
+    ));
+    ok(check_gradients(
+        &[rand_tensor(&[1, 4], 62), rand_tensor(&[3, 4], 63)],
+        |t, v| t.sub(v[0], v[1]),
+    ));
+    ok(check_gradients(
+        &[rand_tensor(&[3, 1, 1], 64), rand_tensor(&[2, 3, 2, 2], 65)],
+        |t, v| t.mul(v[0], v[1]),
+    ));
+    // add(x, x) and mul(x, x): both paths accumulate into one gradient.
+    ok(check_gradients(&[rand_tensor(&[5], 66)], |t, v| {
+        t.add(v[0], v[0])
+    }));
+    ok(check_gradients(&[rand_tensor(&[5], 67)], |t, v| {
+        t.mul(v[0], v[0])
+    }));
+}
+
+/// Ties are not differentiable, so no finite difference can check them; the
+/// rule's behaviour is checked instead: each window's gradient goes, whole,
+/// to exactly one of its tied inputs (a subgradient), also where windows overlap.
+#[test]
+fn maxpool_backward_with_ties_routes_each_window_to_one_input() {
+    for (kernel, stride) in [(2, 2), (3, 1)] {
+        let x = Tensor::from_fn(&[1, 1, 5, 5], |i| if i % 2 == 0 { 1.0 } else { 0.5 });
+        let x = if kernel == 2 {
+            Tensor::from_fn(&[1, 1, 4, 4], |_| 1.0)
+        } else {
+            x
+        };
+        let mut tape = Tape::new();
+        let xv = tape.leaf(x.clone());
+        let y = tape.maxpool2d(xv, kernel, stride);
+        let out = tape.value(y).clone();
+        let g = Tensor::from_fn(out.shape(), |i| 1.0 + i as f32);
+        tape.backward_with(y, g.clone());
+        let dx = tape.grad(xv).unwrap().clone();
+        // The gradient's total is the outputs' total: nothing lost, nothing doubled.
+        let (sum_dx, sum_g): (f32, f32) = (dx.data().iter().sum(), g.data().iter().sum());
+        assert_eq!(sum_dx, sum_g, "kernel {kernel} stride {stride}");
+        // Only maximal inputs receive gradient.
+        let max = x.data().iter().cloned().fold(f32::MIN, f32::max);
+        for (i, (&d, &xi)) in dx.data().iter().zip(x.data()).enumerate() {
+            assert!(d == 0.0 || xi == max, "input {i} ({xi}) got {d}");
+        }
+        if kernel == 2 {
+            // Non-overlapping windows of equal values: one input per window.
+            assert_eq!(dx.data().iter().filter(|&&d| d != 0.0).count(), out.len());
         }
     }
-    let r = check_gradients(&[rand_tensor(&[3], 50)], |t: &mut Tape, v: &[Var]| {
-        let y = t.value(v[0]).scale(2.0);
-        t.push(y, &[v[0]], WrongDouble)
-    });
-    assert!(r.is_err(), "a wrong backward rule passed the check");
 }
 
 /// Batches of ≥ 4 images run the per-image parallel path, and patches of ≥ 256
@@ -582,11 +744,7 @@ fn conv2d_parallel_image_path_and_big_patch_path() {
         |t, v| t.conv2d(v[0], v[1], Some(v[2]), spec),
     ));
     // C·k·k = 29·3·3 = 261 ≥ 256.
-    let check = GradCheck {
-        eps: 1e-2,
-        atol: 2e-2,
-        rtol: 2e-2,
-    };
+    let check = GradCheck::default();
     ok(check.check(
         &[
             rand_tensor(&[4, 29, 3, 3], 54),
