@@ -172,8 +172,8 @@ impl GradCheck {
             for (i, (&av, &nv)) in a.iter().zip(n).enumerate() {
                 let err = (av as f64 - nv).abs();
                 let tol = self.atol * scale + self.rtol * nv.abs() + noise;
-                // `!(err <= tol)` also fails a NaN on either side.
-                if !(err <= tol) || !av.is_finite() || !nv.is_finite() {
+                // A NaN or infinity on either side never matches.
+                if err.is_nan() || err > tol || !av.is_finite() || !nv.is_finite() {
                     return Err(format!(
                         "input {k} element {i}: analytic {av} vs numeric {nv} (|diff| {err:.3e}, \
                          tolerance {tol:.3e}, scale {scale:.3e})"
