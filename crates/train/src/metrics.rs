@@ -191,4 +191,36 @@ mod tests {
         let z: Vec<f32> = x.iter().map(|v| v + 0.1).collect();
         assert!((psnr(&x, &z) - 20.0).abs() < 1e-4);
     }
+
+    /// Constant images have zero variances and covariance, so SSIM reduces
+    /// to its luminance term `(2ab + C₁)/(a² + b² + C₁)`.
+    #[test]
+    fn ssim_of_constant_images_is_the_luminance_term() {
+        for (a, b) in [(0.3f32, 0.7f32), (0.0, 1.0), (0.5, 0.5), (0.9, 0.1)] {
+            let (x, y) = (vec![a; 28 * 28], vec![b; 28 * 28]);
+            let (a, b, c1) = (a as f64, b as f64, 1e-4);
+            let want = (2.0 * a * b + c1) / (a * a + b * b + c1);
+            assert!((ssim(&x, &y, 28, 28) - want).abs() < 1e-12, "{a} {b}");
+        }
+    }
+
+    /// A reference value from an independent implementation of Wang et al.'s
+    /// definition: scikit-image 0.26,
+    /// `structural_similarity(x, y, gaussian_weights=True, sigma=1.5,
+    /// use_sample_covariance=False, data_range=1.0)` on these 28×28 images
+    /// (its Gaussian filter truncated at 3.5σ is the 11×11 window, and it
+    /// averages over the positions where the window fits) gives
+    /// 0.9661497847956646. A uniform window, sample covariance or
+    /// `C = (0.01·255)²` all move the value by more than the tolerance.
+    #[test]
+    fn ssim_matches_scikit_image_on_a_fixed_pair() {
+        let x: Vec<f32> = (0..28 * 28).map(|i| ((i * 7) % 13) as f32 / 13.0).collect();
+        let y: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (0.8 * v + 0.1 + 0.05 * (i as f32).sin()).clamp(0.0, 1.0))
+            .collect();
+        let got = ssim(&x, &y, 28, 28);
+        assert!((got - 0.966_149_784_795_664_6).abs() < 1e-8, "{got}");
+    }
 }
