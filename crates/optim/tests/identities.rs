@@ -393,3 +393,103 @@ fn state_round_trips_and_continues_identically() {
     }
     assert_eq!(a.value.data(), b.value.data());
 }
+
+#[test]
+fn sgd_momentum_three_steps_by_hand() {
+    // θ₀ = 1, τ = 0.5, β = 0.5, heavy ball b ← βb + g, θ ← θ − τb:
+    // g = 2:  b = 2,   θ = 0
+    // g = 2:  b = 3,   θ = −1.5
+    // g = −1: b = 0.5, θ = −1.75
+    let mut p = param(ParamKind::LinearWeight, t(&[1], &[1.0]));
+    let h = Hyper {
+        lr: 0.5,
+        momentum: 0.5,
+        ..Hyper::default()
+    };
+    let mut opt = optimizer(Method::Sgd, &p, h, Box::new(NoRegularizer));
+    let mut thetas = Vec::new();
+    for g in [2.0, 2.0, -1.0] {
+        opt.step(&mut [&mut p], &[t(&[1], &[g])]).unwrap();
+        thetas.push(p.value.data()[0]);
+    }
+    close(&thetas, &[0.0, -1.5, -1.75], 1e-6);
+    close(opt.param_states()[0].m1.as_ref().unwrap(), &[0.5], 1e-6);
+}
+
+#[test]
+fn adam_three_steps_by_hand() {
+    // θ₀ = 0, τ = 0.1, β = (0.5, 0.75), ε → 0; θ ← θ − τ·m̂₁/√m̂₂ with the
+    // bias corrections m̂ = m/(1 − βᵏ):
+    // k=1, g=1:  m₁ = 0.5,    m₂ = 0.25;     m̂₁ = 1, m̂₂ = 1 → θ = −0.1
+    // k=2, g=1:  m₁ = 0.75,   m₂ = 0.4375;   m̂₁ = 1, m̂₂ = 1 → θ = −0.2
+    // k=3, g=−2: m₁ = −0.625, m₂ = 1.328125; m̂₁ = −0.625/0.875, m̂₂ = 1.328125/0.578125
+    //            → θ = −0.2 + 0.1·0.714286/1.515700 = −0.152874
+    let mut p = param(ParamKind::LinearWeight, t(&[1], &[0.0]));
+    let h = Hyper {
+        lr: 0.1,
+        betas: (0.5, 0.75),
+        eps: 1e-30,
+        ..Hyper::default()
+    };
+    let mut opt = optimizer(Method::Adam, &p, h, Box::new(NoRegularizer));
+    let mut thetas = Vec::new();
+    for g in [1.0, 1.0, -2.0] {
+        opt.step(&mut [&mut p], &[t(&[1], &[g])]).unwrap();
+        thetas.push(p.value.data()[0]);
+    }
+    let third = -0.2 + 0.1 * (0.625f64 / 0.875) / (1.328125f64 / 0.578125).sqrt();
+    close(&thetas, &[-0.1, -0.2, third as f32], 1e-6);
+    let s = &opt.param_states()[0];
+    close(s.m1.as_ref().unwrap(), &[-0.625], 1e-6);
+    close(s.m2.as_ref().unwrap(), &[1.328125], 1e-6);
+}
+
+#[test]
+fn weights_shrink_in_their_group_while_biases_in_theirs_stay_unregularized() {
+    // ProxGD with zero gradients is the prox alone: the ℓ1 group's weights
+    // shrink by τλ = 0.01 per step (and stop at 0), the biases do not move.
+    let mut w = Parameter::new(
+        "fc.weight",
+        ParamKind::LinearWeight,
+        t(&[2], &[1.0, -0.015]),
+    );
+    let mut b = Parameter::new("fc.bias", ParamKind::Bias, t(&[2], &[1.0, -0.015]));
+    let h = Hyper {
+        lr: 0.1,
+        ..Hyper::default()
+    };
+    let specs = vec![
+        GroupSpec::new(
+            "weights",
+            &[ParamKind::LinearWeight],
+            h,
+            Box::new(L1::new(0.1)),
+        ),
+        GroupSpec::new("biases", &[ParamKind::Bias], h, Box::new(NoRegularizer)),
+    ];
+    let mut opt = GroupedOptimizer::new(Method::ProxGd, &[&w, &b], specs).unwrap();
+    for _ in 0..3 {
+        let zero = [t(&[2], &[0.0, 0.0]), t(&[2], &[0.0, 0.0])];
+        opt.step(&mut [&mut w, &mut b], &zero).unwrap();
+    }
+    close(w.value.data(), &[0.97, 0.0], 1e-6);
+    assert_eq!(b.value.data(), &[1.0, -0.015]);
+    // LinBreg with a strong λ on the weights: the same gradient moves the
+    // unregularized biases (θ = δv) and leaves the weights in the zero set.
+    let mut w = Parameter::new("fc.weight", ParamKind::LinearWeight, t(&[2], &[0.0, 0.0]));
+    let mut b = Parameter::new("fc.bias", ParamKind::Bias, t(&[2], &[0.0, 0.0]));
+    let specs = vec![
+        GroupSpec::new(
+            "weights",
+            &[ParamKind::LinearWeight],
+            h,
+            Box::new(L1::new(10.0)),
+        ),
+        GroupSpec::new("biases", &[ParamKind::Bias], h, Box::new(NoRegularizer)),
+    ];
+    let mut opt = GroupedOptimizer::new(Method::LinBreg, &[&w, &b], specs).unwrap();
+    let g = [t(&[2], &[1.0, -2.0]), t(&[2], &[1.0, -2.0])];
+    opt.step(&mut [&mut w, &mut b], &g).unwrap();
+    assert_eq!(w.value.data(), &[0.0, 0.0]);
+    close(b.value.data(), &[-0.1, 0.2], 1e-7);
+}
