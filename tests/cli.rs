@@ -130,6 +130,62 @@ fn resume_reproduces_the_uninterrupted_run() {
     assert_eq!(without_seconds(&a), without_seconds(&b));
 }
 
+/// Trains `epochs` straight into one directory, and `split` then the rest
+/// through `--resume` into another; the metrics must be identical.
+fn assert_resume_is_exact(name: &str, args: &[&str], split: usize, epochs: usize) {
+    let (a, b) = (tmp(&format!("{name}-a")), tmp(&format!("{name}-b")));
+    let (all, first) = (epochs.to_string(), split.to_string());
+    train_with_threads(&a, "2", &[args, &["--epochs", &all]].concat());
+    train_with_threads(&b, "2", &[args, &["--epochs", &first]].concat());
+    ok(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--epochs",
+        &all,
+        "--quiet",
+    ]);
+    assert_eq!(without_seconds(&a), without_seconds(&b), "{name}");
+}
+
+/// Resuming restores what a plain LinBreg run does not have: Adam's and
+/// AdaBreg's moment buffers (AdaBreg's also `v`) and batchnorm's running
+/// statistics (ResNet-18). (Pruning masks: `tests/reliability.rs`, through
+/// a killed run, since a pruning run's schedule is fixed by its epochs.)
+#[test]
+fn resume_restores_moments_and_batchnorm_statistics() {
+    assert_resume_is_exact("resume-adam", &["--optimizer", "adam"], 1, 2);
+    assert_resume_is_exact("resume-adabreg", &["--optimizer", "adabreg"], 1, 2);
+    let d = tmp("resume-bn-data");
+    let dir = d.join("cifar-10");
+    std::fs::create_dir_all(&dir).unwrap();
+    let records = |n: usize, seed: u8| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                let label = (i % 10) as u8;
+                std::iter::once(label)
+                    .chain((0..3072).map(move |p| ((p * 13 + i * 5) as u8).wrapping_add(seed)))
+            })
+            .collect()
+    };
+    std::fs::write(dir.join("data_batch_1.bin"), records(20, 3)).unwrap();
+    std::fs::write(dir.join("test_batch.bin"), records(4, 4)).unwrap();
+    let data = d.to_str().unwrap();
+    assert_resume_is_exact(
+        "resume-bn",
+        &[
+            "--experiment",
+            "cifar-resnet18",
+            "--batch-size",
+            "10",
+            "--data-dir",
+            data,
+        ],
+        1,
+        2,
+    );
+}
+
 #[test]
 fn one_and_two_threads_give_identical_metrics() {
     let (a, b) = (tmp("threads-1"), tmp("threads-2"));

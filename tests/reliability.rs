@@ -140,6 +140,51 @@ fn a_run_directory_has_one_writer_and_a_killed_writer_leaves_a_resumable_run() {
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
 }
 
+/// metrics.csv without the wall-time column.
+fn without_seconds(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+/// A pruning run killed after its first prune round resumes with its masks
+/// rebuilt from the zero weights: the pruned weights stay pruned, and the
+/// run ends exactly as the uninterrupted one.
+#[test]
+fn a_killed_pruning_run_resumes_with_its_masks() {
+    let d = tmp("prune-kill");
+    let args = [
+        "train",
+        "--optimizer",
+        "prune",
+        "--prune-rounds",
+        "2",
+        "--prune-target",
+        "0.1",
+        "--epochs",
+        "6",
+        "--quiet",
+    ];
+    let (a, b) = (d.join("straight"), d.join("killed"));
+    ok(&[&args[..], &["--out", a.to_str().unwrap()]].concat());
+    let mut child = bin()
+        .args(args)
+        .args(["--out", b.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_for_epochs(&b, 3); // rounds end epochs 2 and 4
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it could be killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ok(&["train", "--resume", b.to_str().unwrap(), "--quiet"]);
+    assert_eq!(without_seconds(&a), without_seconds(&b));
+}
+
 #[test]
 fn resume_takes_only_what_may_change_and_leaves_a_finished_run_alone() {
     let d = tmp("resume-flags");
