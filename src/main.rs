@@ -218,7 +218,19 @@ struct TrainArgs {
     quiet: bool,
 }
 
+/// Restores the default SIGPIPE action (Rust ignores it, so `println!` into
+/// a closed pipe panics): `bregman inspect RUN | head` ends quietly, as
+/// every Unix tool does.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     bregman::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -1047,3 +1047,80 @@ fn early_stopping_ends_the_run_and_a_resumed_run_stays_stopped() {
     let e = err(&["train", "--early-stop", "0"]);
     assert!(e.contains("--early-stop 0: must be ≥ 1"), "{e}");
 }
+
+/// `eval` against an evaluation that shares nothing with the trainer but the
+/// checkpoint's bytes: the shipped test images read and normalised here, the
+/// MLP's forward pass written out in `f64` loops, accuracy and mean
+/// cross-entropy counted here.
+#[test]
+fn eval_agrees_with_an_independent_forward_pass() {
+    let run = tmp("eval-independent");
+    ok(&[
+        "train",
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let printed = ok(&["eval", "--checkpoint", run.to_str().unwrap()]);
+    let field = |name: &str| -> f64 {
+        let line = printed.lines().find(|l| l.contains(name)).unwrap();
+        let v = line
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_end_matches('%');
+        v.parse().unwrap()
+    };
+    let (acc, loss) = (field("test accuracy"), field("test loss"));
+
+    let ck = bregman::train::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
+    let tensor = |n: &str| ck.tensors[&format!("model.layers.{n}")].data().to_vec();
+    let layers: Vec<(Vec<f32>, Vec<f32>)> = ["0", "2", "4"]
+        .iter()
+        .map(|l| (tensor(&format!("{l}.weight")), tensor(&format!("{l}.bias"))))
+        .collect();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    let images = bregman::data::idx::read_idx(&data.join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let labels = bregman::data::idx::read_idx(&data.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let n = labels.data.len();
+    let (mut correct, mut ce) = (0usize, 0.0f64);
+    for k in 0..n {
+        let mut h: Vec<f64> = images.data[k * 784..(k + 1) * 784]
+            .iter()
+            .map(|&p| (p as f64 / 255.0 - 0.1307) / 0.3081)
+            .collect();
+        for (li, (w, b)) in layers.iter().enumerate() {
+            let out = b.len();
+            let inp = h.len();
+            let z: Vec<f64> = (0..out)
+                .map(|o| {
+                    let dot: f64 = (0..inp).map(|i| w[o * inp + i] as f64 * h[i]).sum();
+                    dot + b[o] as f64
+                })
+                .collect();
+            h = if li < 2 {
+                z.into_iter().map(|v| v.max(0.0)).collect()
+            } else {
+                z
+            };
+        }
+        let label = labels.data[k] as usize;
+        let max = h.iter().cloned().fold(f64::MIN, f64::max);
+        let lse = max + h.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        ce += lse - h[label];
+        let pred = (0..10).max_by(|&a, &b| h[a].total_cmp(&h[b])).unwrap();
+        correct += usize::from(pred == label);
+    }
+    let ind_acc = 100.0 * correct as f64 / n as f64;
+    let ind_loss = ce / n as f64;
+    assert!(
+        (acc - ind_acc).abs() <= 0.1,
+        "eval {acc}% vs independent {ind_acc}%"
+    );
+    assert!(
+        (loss - ind_loss).abs() <= 1e-3,
+        "eval loss {loss} vs independent {ind_loss}"
+    );
+}

@@ -207,6 +207,18 @@ fn split_is_seeded_and_disjoint() {
     assert_eq!(va, vb);
     assert_eq!(a, b);
     assert_ne!(va, vc);
+    // Disjoint and complete: every image (named by its first pixel, unique
+    // here: image k starts at 16k mod 251) in exactly one part, with its label.
+    let key = |ds: &bregman_data::Dataset| -> Vec<(u8, u8)> {
+        (0..ds.len())
+            .map(|i| (ds.images[i * 16], ds.labels[i]))
+            .collect()
+    };
+    let mut parts = [key(&a), key(&va)].concat();
+    parts.sort_unstable();
+    let mut all = key(&train);
+    all.sort_unstable();
+    assert_eq!(parts, all);
 }
 
 #[test]
@@ -345,4 +357,66 @@ fn cifar_augmentation_crops_and_flips_deterministically() {
     assert_eq!(x1, x2);
     assert_ne!(x0, x1);
     assert_eq!(x1.shape(), [8, 3, 32, 32]);
+}
+
+/// Every augmented image is the original shifted by some (dy, dx) in
+/// [−4, 4]² with zero padding, then possibly flipped horizontally, and
+/// normalised; over many images every kind of shift and both flips occur.
+#[test]
+fn cifar_augmentation_is_a_shift_and_flip_of_the_original() {
+    let d = tmp("aug-shift").join("cifar-10");
+    std::fs::create_dir_all(&d).unwrap();
+    let n = 64;
+    let mut bytes = Vec::new();
+    let mut s = 12345u32;
+    for i in 0..n {
+        bytes.push((i % 10) as u8);
+        bytes.extend((0..3072).map(|_| {
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            1 + (s >> 16) as u8 % 255 // never 0, so padding is visible
+        }));
+    }
+    std::fs::write(d.join("data_batch_1.bin"), &bytes).unwrap();
+    std::fs::write(d.join("test_batch.bin"), &bytes[..3073]).unwrap();
+    let (train, _) = load(d.parent().unwrap(), DatasetKind::Cifar10).unwrap();
+    let aug = BatchOptions {
+        batch_size: n,
+        shuffle: false,
+        augment: true,
+        noise_std: None,
+        fixed_noise: false,
+    };
+    let x = batches(&train, aug, 3, 1).next().unwrap().x;
+    let (mean, std) = DatasetKind::Cifar10.normalization();
+    let mut seen = std::collections::HashSet::new();
+    for k in 0..n {
+        let img = &train.images[k * 3072..(k + 1) * 3072];
+        let out = &x.data()[k * 3072..(k + 1) * 3072];
+        let expected = |dy: isize, dx: isize, flip: bool| -> Vec<f32> {
+            (0..3072)
+                .map(|i| {
+                    let (c, y, xx) = (i / 1024, (i / 32) % 32, i % 32);
+                    let xs = if flip { 31 - xx } else { xx } as isize + dx;
+                    let ys = y as isize + dy;
+                    let p = if (0..32).contains(&ys) && (0..32).contains(&xs) {
+                        img[c * 1024 + ys as usize * 32 + xs as usize]
+                    } else {
+                        0
+                    };
+                    (p as f32 / 255.0 - mean[c]) / std[c]
+                })
+                .collect()
+        };
+        let found = (-4..=4)
+            .flat_map(|dy| (-4..=4).flat_map(move |dx| [(dy, dx, false), (dy, dx, true)]))
+            .find(|&(dy, dx, f)| expected(dy, dx, f) == out);
+        let Some(t) = found else {
+            panic!("augmented image {k} is no shift in [-4, 4]² (or flip) of the original");
+        };
+        seen.insert((t.0.signum(), t.1.signum(), t.2));
+    }
+    assert!(
+        seen.len() >= 12,
+        "only {seen:?} kinds of shift in {n} images"
+    );
 }
