@@ -17,28 +17,43 @@ pub fn read_cifar_batches(paths: &[std::path::PathBuf]) -> Result<(Vec<u8>, Vec<
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for path in paths {
-        let bytes = read(path)?;
-        if bytes.is_empty() || bytes.len() % RECORD != 0 {
-            return Err(DataError::corrupt(
-                path,
-                format!(
-                    "{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records",
-                    bytes.len()
-                ),
-            ));
-        }
-        for (i, rec) in bytes.chunks(RECORD).enumerate() {
-            if rec[0] >= 10 {
-                return Err(DataError::corrupt(
-                    path,
-                    format!("record {i} has label {} (must be < 10)", rec[0]),
-                ));
-            }
-            labels.push(rec[0]);
-            images.extend_from_slice(&rec[1..]);
-        }
+        parse_cifar_records(&read(path)?, path, &mut images, &mut labels)?;
     }
     Ok((images, labels))
+}
+
+/// Appends the records of one CIFAR-10 file's bytes to `images` and
+/// `labels`; `path` only names the file in errors.
+///
+/// **Errors** if the bytes are not a whole, non-zero number of records, or a
+/// label is ≥ 10 (nothing is appended then).
+pub fn parse_cifar_records(
+    bytes: &[u8],
+    path: &Path,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
+        return Err(DataError::corrupt(
+            path,
+            format!(
+                "{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records",
+                bytes.len()
+            ),
+        ));
+    }
+    if let Some((i, rec)) = bytes.chunks(RECORD).enumerate().find(|(_, r)| r[0] >= 10) {
+        return Err(DataError::corrupt(
+            path,
+            format!("record {i} has label {} (must be < 10)", rec[0]),
+        ));
+    }
+    images.reserve(bytes.len() / RECORD * (RECORD - 1));
+    for rec in bytes.chunks(RECORD) {
+        labels.push(rec[0]);
+        images.extend_from_slice(&rec[1..]);
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DataError> {

@@ -196,11 +196,18 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
 /// **Errors** as [`read_maybe_gzip`] and [`parse_idx`], and if the header
 /// declares more data than the compressed file could hold.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let raw = read_file(path)?;
-    if is_gzip(&raw) {
-        parse_idx(&inflate_idx(&raw, path)?, path)
+    decode_idx(&read_file(path)?, path)
+}
+
+/// [`read_idx`] on a file's bytes: raw IDX, or gzip inflated no further than
+/// its header allows; `path` only names the file in errors.
+///
+/// **Errors** as [`read_idx`].
+pub fn decode_idx(raw: &[u8], path: &Path) -> Result<IdxArray, DataError> {
+    if is_gzip(raw) {
+        parse_idx(&inflate_idx(raw, path)?, path)
     } else {
-        parse_idx(&raw, path)
+        parse_idx(raw, path)
     }
 }
 

@@ -157,7 +157,14 @@ pub struct Checkpoint {
 /// checkpoint metadata.
 pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
     let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
+    from_bytes(&bytes, path)
+}
+
+/// [`load`] on a file's bytes; `path` only names the file in errors.
+///
+/// **Errors** as [`load`].
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, TrainError> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| TrainError::format(path, format!("not a safetensors file ({e})")))?;
     let info = meta.metadata().clone().unwrap_or_default();
     if info.get("format").map(String::as_str) != Some(FORMAT) {
@@ -170,7 +177,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
         .map_err(|e| TrainError::format(path, format!("config: {e}")))?;
     let state: RunState = serde_json::from_str(info.get("state").map(String::as_str).unwrap_or(""))
         .map_err(|e| TrainError::format(path, format!("state: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::format(path, e))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| TrainError::format(path, e))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {

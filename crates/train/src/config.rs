@@ -386,6 +386,9 @@ impl TrainConfig {
         if !(self.init_gain.is_finite() && self.init_gain > 0.0) {
             return bad("init-gain", self.init_gain.to_string(), "must be > 0");
         }
+        if !(self.init_bias.is_finite() && self.init_bias >= 0.0) {
+            return bad("init-bias", self.init_bias.to_string(), "must be ≥ 0");
+        }
         if !(self.prune_target > 0.0 && self.prune_target <= 1.0) {
             return bad(
                 "prune-target",
@@ -505,8 +508,16 @@ impl TrainConfig {
     /// **Errors** naming the file on a read or parse error (e.g. an unknown field).
     pub fn merge_file(&self, path: &Path) -> Result<TrainConfig, TrainError> {
         let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+        self.merge_toml(&text, path)
+    }
+
+    /// [`TrainConfig::merge_file`] on the file's text; `path` only names the
+    /// file in errors.
+    ///
+    /// **Errors** naming the file on a parse error (e.g. an unknown field).
+    pub fn merge_toml(&self, text: &str, path: &Path) -> Result<TrainConfig, TrainError> {
         let overrides: toml::Table =
-            toml::from_str(&text).map_err(|e| TrainError::format(path, e))?;
+            toml::from_str(text).map_err(|e| TrainError::format(path, e))?;
         let mut base = toml::Table::try_from(self).map_err(|e| TrainError::format(path, e))?;
         for (k, v) in overrides {
             base.insert(k, v);
