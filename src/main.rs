@@ -3,7 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[cfg(feature = "mpi")]
+mod mpi_comm;
+
 use bregman::layers::{Kernels, Module};
+use bregman::train::comm::{Comm, Single};
 use bregman::train::run_dir::{check_output, RunLock};
 use bregman::train::{
     checkpoint, evaluate, export, inference_rate, metrics, Run, TrainConfig, TrainError,
@@ -404,23 +408,42 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
     Ok(cfg)
 }
 
+/// The processes of this run: MPI's world when built with `--features mpi`
+/// and started by `mpirun` with more than one rank, else this process alone.
+fn processes() -> Result<Box<dyn Comm>, TrainError> {
+    #[cfg(feature = "mpi")]
+    {
+        let world = mpi_comm::MpiComm::init().map_err(TrainError::Config)?;
+        if world.size() > 1 {
+            return Ok(Box::new(world));
+        }
+    }
+    Ok(Box::new(Single))
+}
+
 fn train(args: TrainArgs) -> Result<(), TrainError> {
+    let comm = processes()?;
+    // Rank 0 alone speaks, locks, checks and writes the run directory.
+    let writer = comm.rank() == 0;
     let say = |msg: String| {
-        if !args.quiet {
+        if !args.quiet && writer {
             println!("{msg}");
         }
     };
+    let lock_if_writer = |dir: &Path| writer.then(|| lock_run_dir(dir, &say)).transpose();
     let (mut run, _lock) = match &args.resume {
         Some(dir) => {
-            let lock = lock_run_dir(dir, &say)?;
+            let lock = lock_if_writer(dir)?;
             let mut run = Run::resume(dir, args.data_dir.clone())?;
             say(format!(
                 "resuming {} after epoch {}",
                 dir.display(),
                 run.epoch()
             ));
-            if let Some(note) = run.repair_outputs()? {
-                say(note);
+            if writer {
+                if let Some(note) = run.repair_outputs()? {
+                    say(note);
+                }
             }
             if let Some(e) = args.epochs {
                 if e < run.epoch() {
@@ -444,14 +467,28 @@ fn train(args: TrainArgs) -> Result<(), TrainError> {
         None => {
             let cfg = resolve_config(&args)?;
             // Refuse before loading any data, and again under the lock.
-            check_fresh_out(&cfg.out, args.overwrite)?;
+            if writer {
+                check_fresh_out(&cfg.out, args.overwrite)?;
+            }
             let run = Run::new(cfg)?;
-            let lock = lock_run_dir(&run.cfg.out, &say)?;
-            check_fresh_out(&run.cfg.out, args.overwrite)?;
-            bregman::train::run_dir::clear_run(&run.cfg.out)?;
+            let lock = lock_if_writer(&run.cfg.out)?;
+            if writer {
+                check_fresh_out(&run.cfg.out, args.overwrite)?;
+                bregman::train::run_dir::clear_run(&run.cfg.out)?;
+            }
             (run, lock)
         }
     };
+    if comm.size() > run.cfg.batch_size {
+        return Err(TrainError::Config(format!(
+            "--batch-size {}: the global batch is split over {} ranks, so it needs at least {} images",
+            run.cfg.batch_size,
+            comm.size(),
+            comm.size()
+        )));
+    }
+    let ranks = comm.size();
+    run.comm = comm;
     if run.epoch() >= run.cfg.epochs || run.stopped_early() {
         let why = if run.stopped_early() {
             "it stopped early"
@@ -463,15 +500,23 @@ fn train(args: TrainArgs) -> Result<(), TrainError> {
             run.cfg.out.display(),
             run.epoch()
         ));
-        print_summary(&run.cfg, &run.history);
+        if writer {
+            print_summary(&run.cfg, &run.history);
+        }
         return Ok(());
     }
-    run.verbose = !args.quiet;
+    run.verbose = !args.quiet && writer;
     if args.dense_kernels {
         run.model.set_kernels(Kernels::Dense);
     }
     let c = &run.cfg;
-    if !args.quiet {
+    if ranks > 1 {
+        say(format!(
+            "data-parallel over {ranks} ranks: each takes a contiguous share of every batch of {}",
+            c.batch_size
+        ));
+    }
+    if !args.quiet && writer {
         println!(
             "{} | {} | lr {} λ {} δ {} β {} | r {} | {} train / {} val / {} test images from {} | output {}",
             c.experiment,
@@ -489,7 +534,14 @@ fn train(args: TrainArgs) -> Result<(), TrainError> {
         );
     }
     let history = run.run()?.to_vec();
-    print_summary(&run.cfg, &history);
+    if writer {
+        print_summary(&run.cfg, &history);
+        println!(
+            "  {:<22} {:016x}",
+            "parameter fingerprint",
+            run.fingerprint()
+        );
+    }
     Ok(())
 }
 

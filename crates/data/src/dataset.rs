@@ -158,12 +158,30 @@ pub fn batches(
     seed: u64,
     epoch: u64,
 ) -> impl Iterator<Item = Batch> + '_ {
+    batch_shares(ds, opts, seed, epoch, 0, 1)
+}
+
+/// Rank `rank`'s share of each batch of [`batches`] when `ranks` processes
+/// split every batch into contiguous shares (data-parallel training): the
+/// same global order, and each image shifted, flipped or noised exactly as
+/// in [`batches`] (every rank draws the randomness of the whole batch and
+/// keeps its share's). A share may be empty when a batch has fewer images
+/// than there are ranks.
+pub fn batch_shares(
+    ds: &Dataset,
+    opts: BatchOptions,
+    seed: u64,
+    epoch: u64,
+    rank: usize,
+    ranks: usize,
+) -> impl Iterator<Item = Batch> + '_ {
     let mut rng = epoch_rng(seed, epoch);
     let mut order: Vec<usize> = (0..ds.len()).collect();
     if opts.shuffle {
         order.shuffle(&mut rng);
     }
     let bs = opts.batch_size.max(1);
+    let ranks = ranks.max(1);
     let (mean, std) = ds.kind.normalization();
     let n = ds.image_len();
     let [c, h, w] = ds.shape;
@@ -177,16 +195,28 @@ pub fn batches(
         })
         .collect();
     (0..order.len().div_ceil(bs)).map(move |b| {
-        let idx = &order[b * bs..((b + 1) * bs).min(order.len())];
+        let batch = &order[b * bs..((b + 1) * bs).min(order.len())];
+        let (lo, hi) = (batch.len() * rank / ranks, batch.len() * (rank + 1) / ranks);
+        let idx = &batch[lo..hi];
         let mut x = vec![0.0f32; idx.len() * n];
         let mut target = noise.map(|_| vec![0.0f32; idx.len() * n]);
-        for (k, &i) in idx.iter().enumerate() {
+        for (pos, &i) in batch.iter().enumerate() {
+            let mine = (lo..hi).contains(&pos);
+            let k = pos.wrapping_sub(lo);
             let img = &ds.images[i * n..(i + 1) * n];
-            let out = &mut x[k * n..(k + 1) * n];
             if let (Some(noise), Some(t)) = (noise, target.as_mut()) {
-                let (m, s) = (mean[0], std[0]);
                 let mut fixed = opts.fixed_noise.then(|| image_noise_rng(seed, i));
                 let rng = fixed.as_mut().unwrap_or(&mut rng);
+                if !mine {
+                    if !opts.fixed_noise {
+                        for _ in 0..n {
+                            let _ = noise.sample(rng);
+                        }
+                    }
+                    continue;
+                }
+                let (m, s) = (mean[0], std[0]);
+                let out = &mut x[k * n..(k + 1) * n];
                 for ((o, tv), &p) in out.iter_mut().zip(&mut t[k * n..(k + 1) * n]).zip(img) {
                     let clean = p as f32 / 255.0;
                     *tv = clean;
@@ -203,6 +233,10 @@ pub fn batches(
             } else {
                 (0, 0, false)
             };
+            if !mine {
+                continue;
+            }
+            let out = &mut x[k * n..(k + 1) * n];
             for (ch, lut) in luts.iter().enumerate() {
                 let plane = &img[ch * h * w..(ch + 1) * h * w];
                 let out = &mut out[ch * h * w..(ch + 1) * h * w];

@@ -26,5 +26,5 @@ pub mod dataset;
 mod error;
 pub mod idx;
 
-pub use dataset::{batches, load, Batch, BatchOptions, Dataset, DatasetKind};
+pub use dataset::{batch_shares, batches, load, Batch, BatchOptions, Dataset, DatasetKind};
 pub use error::DataError;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bregman_data::idx::{encode_idx, parse_idx, read_idx};
-use bregman_data::{batches, load, BatchOptions, DataError, DatasetKind};
+use bregman_data::{batch_shares, batches, load, BatchOptions, DataError, DatasetKind};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bregman-data-{}-{name}", std::process::id()));
@@ -419,4 +419,76 @@ fn cifar_augmentation_is_a_shift_and_flip_of_the_original() {
         seen.len() >= 12,
         "only {seen:?} kinds of shift in {n} images"
     );
+}
+
+/// The shares of ranks 0..N, put together, are the batches of one process,
+/// bit for bit: with shuffling, CIFAR augmentation, and redrawn or fixed noise.
+#[test]
+fn batch_shares_put_together_are_the_batches() {
+    let d = tmp("shares");
+    write_mnist(&d.join("mnist"), 23, 2, 4);
+    let (mnist, _) = load(&d, DatasetKind::Mnist).unwrap();
+    let c = d.join("cifar").join("cifar-10");
+    std::fs::create_dir_all(&c).unwrap();
+    let rec: Vec<u8> = (0..11)
+        .flat_map(|i| {
+            std::iter::once(i % 10)
+                .chain((0..3072).map(move |p| ((p * 3 + i as usize * 11) % 256) as u8))
+        })
+        .collect();
+    std::fs::write(c.join("data_batch_1.bin"), &rec).unwrap();
+    std::fs::write(c.join("test_batch.bin"), &rec[..3073]).unwrap();
+    let (cifar, _) = load(c.parent().unwrap(), DatasetKind::Cifar10).unwrap();
+    let base = BatchOptions {
+        batch_size: 5,
+        shuffle: true,
+        augment: false,
+        noise_std: None,
+        fixed_noise: false,
+    };
+    let cases = [
+        (
+            &mnist,
+            BatchOptions {
+                noise_std: Some(0.1),
+                ..base
+            },
+        ),
+        (
+            &mnist,
+            BatchOptions {
+                noise_std: Some(0.1),
+                fixed_noise: true,
+                ..base
+            },
+        ),
+        (
+            &cifar,
+            BatchOptions {
+                augment: true,
+                ..base
+            },
+        ),
+    ];
+    for (ds, opts) in cases {
+        let whole: Vec<_> = batches(ds, opts, 9, 2).collect();
+        for ranks in 1..=6 {
+            let parts: Vec<Vec<_>> = (0..ranks)
+                .map(|r| batch_shares(ds, opts, 9, 2, r, ranks).collect())
+                .collect();
+            for (b, w) in whole.iter().enumerate() {
+                let x: Vec<f32> = parts.iter().flat_map(|p| p[b].x.data().to_vec()).collect();
+                let labels: Vec<usize> = parts.iter().flat_map(|p| p[b].labels.clone()).collect();
+                assert_eq!(x, w.x.data(), "{ranks} ranks, batch {b}");
+                assert_eq!(labels, w.labels);
+                if let Some(t) = &w.target {
+                    let tp: Vec<f32> = parts
+                        .iter()
+                        .flat_map(|p| p[b].target.as_ref().unwrap().data().to_vec())
+                        .collect();
+                    assert_eq!(tp, t.data());
+                }
+            }
+        }
+    }
 }

@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod comm;
 mod config;
 mod error;
 pub mod export;

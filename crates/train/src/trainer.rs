@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bregman_autodiff::{Tape, WeightGrad};
-use bregman_data::{batches, load, BatchOptions, Dataset, DatasetKind};
+use bregman_data::{batch_shares, batches, load, BatchOptions, Dataset, DatasetKind};
 use bregman_layers::{models, Module, ParamKind, Sequential};
 use bregman_optim::init::{sparse_init, MaskMode, SparseInit};
 use bregman_optim::schedule::{LambdaScheduler, PlateauMode, PlateauScheduler};
@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, RunState};
+use crate::comm::{fingerprint, share, Comm, Single};
 use crate::metrics::{psnr, sparsity, ssim};
 use crate::plot::{line_chart, Series};
 use crate::resume::{check_config_file, check_optimizer_state};
@@ -229,6 +230,12 @@ pub struct Run {
     pub masks: Vec<Option<Vec<bool>>>,
     /// The λ scheduler, when `lambda_target` is set.
     pub lambda_sched: Option<LambdaScheduler>,
+    /// The processes training this run data-parallel ([`Single`] by
+    /// default): each takes its share of every batch, gradients are summed
+    /// over all, and only rank 0 writes outputs.
+    pub comm: Box<dyn Comm>,
+    /// The gradients of one step flattened for the collective (reused).
+    flat: Vec<f32>,
 }
 
 impl Run {
@@ -260,6 +267,8 @@ impl Run {
             verbose: false,
             masks,
             lambda_sched,
+            comm: Box::new(Single),
+            flat: Vec::new(),
         };
         run.check_input_shape()?;
         Ok(run)
@@ -375,17 +384,27 @@ impl Run {
         let start = Instant::now();
         let n_batches = self.train.len().div_ceil(self.cfg.batch_size.max(1));
         let mut reference = self.history.first().map(|m| m.train_loss as f32);
-        for (bi, batch) in batches(&self.train, opts, self.cfg.seed, epoch as u64).enumerate() {
+        let (rank, ranks) = (self.comm.rank(), self.comm.size());
+        let shares = batch_shares(&self.train, opts, self.cfg.seed, epoch as u64, rank, ranks);
+        for (bi, batch) in shares.enumerate() {
             let n = batch.labels.len();
             let mode = sparse_backprop_step(&self.cfg, bi, n_batches);
             self.model.set_weight_grad(match mode {
                 StepMode::Masked => WeightGrad::Support,
                 _ => WeightGrad::Dense,
             });
-            let grads = {
+            // This process's share: gradients of its mean loss, the loss summed
+            // over its images, and how many it classified right.
+            let (mut grads, share_loss, share_correct) = if n == 0 {
+                // An empty share (a last batch with fewer images than ranks).
+                let params = self.model.params();
+                let zeros = params.iter().map(|p| Tensor::zeros(p.value.shape()));
+                (zeros.collect(), 0.0, 0)
+            } else {
                 let mut tape = Tape::new();
                 let x = tape.constant(batch.x);
                 let y = self.model.forward(&mut tape, x)?;
+                let mut right = 0;
                 let loss = match batch.target {
                     Some(t) => {
                         let shape = tape.value(y).shape().to_vec();
@@ -396,7 +415,7 @@ impl Run {
                     }
                     None => {
                         let pred = tape.value(y).argmax_rows();
-                        correct += pred
+                        right = pred
                             .iter()
                             .zip(&batch.labels)
                             .filter(|(p, l)| p == l)
@@ -425,10 +444,9 @@ impl Run {
                         batch: bi,
                     });
                 }
-                loss_sum += lv as f64 * n as f64;
-                seen += n;
                 tape.backward(loss);
-                self.model
+                let grads = self
+                    .model
                     .params()
                     .iter()
                     .map(|p| {
@@ -437,9 +455,22 @@ impl Run {
                                 name: p.name.clone(),
                             })
                     })
-                    .collect::<Result<Vec<Tensor>, _>>()?
+                    .collect::<Result<Vec<Tensor>, _>>()?;
+                (grads, lv as f64 * n as f64, right)
             };
-            let mut grads = grads;
+            let (batch_loss, batch_correct, batch_n) = if ranks > 1 {
+                let global = n_images(self.train.len(), self.cfg.batch_size, bi);
+                let weight = n as f32 / global as f32;
+                let comm = self.comm.as_ref();
+                let share = (share_loss, share_correct);
+                let (l, c) = reduce_gradients(comm, &mut self.flat, &mut grads, weight, share);
+                (l, c, global)
+            } else {
+                (share_loss, share_correct, n)
+            };
+            loss_sum += batch_loss;
+            correct += batch_correct;
+            seen += batch_n;
             if self.cfg.optimizer == "lasso" {
                 // SGD on L + J: add a subgradient of J to each regularized weight's gradient.
                 let params = self.model.params();
@@ -465,6 +496,9 @@ impl Run {
             self.opt
                 .step_with(&mut self.model.params_mut(), &grads, mode)?;
             apply_masks(&mut self.model, &self.masks);
+            if ranks > 1 {
+                share_buffers(self.comm.as_ref(), &self.model);
+            }
             bar.inc(1);
             let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
@@ -477,13 +511,35 @@ impl Run {
         Ok((loss_sum / seen.max(1) as f64, acc))
     }
 
+    /// The fingerprint (FNV-1a of the bits) of every parameter and buffer:
+    /// what the ranks of a data-parallel run compare after every epoch, and
+    /// what two runs compare to prove they ended with the same bits.
+    pub fn fingerprint(&self) -> u64 {
+        let params = self.model.params();
+        let buffers: Vec<Vec<f32>> = self
+            .model
+            .buffers()
+            .iter()
+            .map(|b| b.value.borrow().data().to_vec())
+            .collect();
+        fingerprint(
+            params
+                .iter()
+                .map(|p| p.value.data())
+                .chain(buffers.iter().map(Vec::as_slice)),
+        )
+    }
+
     /// Runs the remaining epochs, writing outputs and a checkpoint after each.
     ///
     /// **Errors** as [`Run::train_epoch`], or on an I/O failure.
     pub fn run(&mut self) -> Result<&[EpochMetrics], TrainError> {
-        std::fs::create_dir_all(&self.cfg.out).map_err(TrainError::io(&self.cfg.out))?;
-        let cfg_path = self.cfg.out.join("config.toml");
-        checkpoint::write_atomic(&cfg_path, self.cfg.to_toml().as_bytes())?;
+        let writer = self.comm.rank() == 0;
+        if writer {
+            std::fs::create_dir_all(&self.cfg.out).map_err(TrainError::io(&self.cfg.out))?;
+            let cfg_path = self.cfg.out.join("config.toml");
+            checkpoint::write_atomic(&cfg_path, self.cfg.to_toml().as_bytes())?;
+        }
         let steps = self.train.len().div_ceil(self.cfg.batch_size) as u64;
         let show_bar = self.verbose && std::io::stderr().is_terminal();
         while self.epoch() < self.cfg.epochs && !self.stopped_early() {
@@ -518,8 +574,8 @@ impl Run {
             // Lasso: the metrics are those of the thresholded network; training goes on unthresholded.
             let saved = (self.cfg.optimizer == "lasso")
                 .then(|| threshold_weights(&mut self.model, self.cfg.lasso_threshold));
-            let val = evaluate(&mut self.model, &self.cfg, &self.val)?;
-            let test = evaluate(&mut self.model, &self.cfg, &self.test)?;
+            let val = evaluate_shared(&mut self.model, &self.cfg, &self.val, self.comm.as_ref())?;
+            let test = evaluate_shared(&mut self.model, &self.cfg, &self.test, self.comm.as_ref())?;
             let sp_thresholded = saved.as_ref().map(|_| sparsity(&self.model.params()));
             if let Some(saved) = saved {
                 for (p, v) in self.model.params_mut().into_iter().zip(saved) {
@@ -568,7 +624,15 @@ impl Run {
                 println!("{}", epoch_line(&m, self.cfg.epochs));
             }
             self.history.push(m);
-            self.write_outputs()?;
+            if self.comm.size() > 1 && !self.comm.all_equal(self.fingerprint()) {
+                return Err(TrainError::Config(format!(
+                    "after epoch {epoch} the ranks hold different parameters (fingerprints \
+                     differ): the run is stopped before rank 0 writes this epoch's checkpoint"
+                )));
+            }
+            if writer {
+                self.write_outputs()?;
+            }
             if self.verbose && self.stopped_early() {
                 println!(
                     "early stop: validation {} has not improved by {} for {} epochs",
@@ -727,6 +791,50 @@ fn check_split_sizes(
         return fail("--early-stop needs validation images (--val-fraction > 0)".into());
     }
     Ok(())
+}
+
+/// Data-parallel step: replaces this rank's share gradients, each scaled
+/// by `weight = n_share/n_batch`, by their sum over the ranks — the gradient
+/// of the whole batch's mean loss, the same bits on every rank — through one
+/// flat, reused buffer that also carries the share's `(loss sum, correct
+/// count)`. Returns the batch's.
+fn reduce_gradients(
+    comm: &dyn Comm,
+    flat: &mut Vec<f32>,
+    grads: &mut [Tensor],
+    weight: f32,
+    (loss, correct): (f64, usize),
+) -> (f64, usize) {
+    let total: usize = grads.iter().map(Tensor::len).sum();
+    flat.clear();
+    flat.reserve(total + 2);
+    for g in grads.iter() {
+        flat.extend(g.data().iter().map(|&v| v * weight));
+    }
+    flat.push(loss as f32);
+    flat.push(correct as f32);
+    comm.sum_f32(flat);
+    let mut at = 0;
+    for g in grads.iter_mut() {
+        let len = g.len();
+        g.data_mut().copy_from_slice(&flat[at..at + len]);
+        at += len;
+    }
+    (flat[total] as f64, flat[total + 1].round() as usize)
+}
+
+/// Rank 0's batchnorm running statistics to every rank (as PyTorch DDP
+/// broadcasts buffers): each rank normalises with its own batch statistics,
+/// but all evaluate and checkpoint with the same buffers.
+fn share_buffers(comm: &dyn Comm, model: &Sequential) {
+    for b in model.buffers() {
+        comm.broadcast_f32(b.value.borrow_mut().data_mut());
+    }
+}
+
+/// Images in batch `b` of an epoch over `len` images in batches of `batch_size`.
+fn n_images(len: usize, batch_size: usize, b: usize) -> usize {
+    batch_size.min(len - b * batch_size)
 }
 
 /// Epochs since the last one that beat the best value before it by at
@@ -901,54 +1009,107 @@ pub fn evaluate(
     cfg: &TrainConfig,
     ds: &Dataset,
 ) -> Result<Evaluation, TrainError> {
-    model.set_training(false);
-    let opts = batch_options(cfg, ds.kind, false, cfg.eval_batch_size);
-    let denoise = is_denoising(cfg);
-    let (mut loss, mut correct, mut n, mut ssim_sum, mut psnr_sum) =
-        (0.0f64, 0usize, 0usize, 0.0f64, 0.0f64);
-    // Evaluation noise is fixed (epoch stream 0), so every epoch sees the same noisy images.
-    for batch in batches(ds, opts, cfg.seed ^ 0xE7A1, 0) {
-        let y = model.infer(&batch.x)?;
-        let b = batch.labels.len();
-        if let Some(t) = &batch.target {
-            let (yd, td) = (y.data(), t.data());
-            let per = yd.len() / b.max(1);
-            // Mean squared error over the batch (outputs [B, 784] vs clean images [B, 1, 28, 28]).
-            let se: f64 = yd
-                .iter()
-                .zip(td)
-                .map(|(&a, &c)| ((a - c) as f64).powi(2))
-                .sum();
-            loss += se / per.max(1) as f64;
-            let [_, h, w] = ds.shape;
-            for i in 0..b {
-                let out: Vec<f32> = yd[i * per..(i + 1) * per]
-                    .iter()
-                    .map(|v| v.clamp(0.0, 1.0))
-                    .collect();
-                let clean = &td[i * per..(i + 1) * per];
-                ssim_sum += ssim(&out, clean, h, w);
-                psnr_sum += psnr(&out, clean);
-            }
-        } else {
-            let (l, _) = bregman_autodiff::ops::cross_entropy::forward(&y, &batch.labels);
-            loss += l as f64 * b as f64;
-            correct += y
-                .argmax_rows()
-                .iter()
-                .zip(&batch.labels)
-                .filter(|(p, l)| p == l)
-                .count();
-        }
-        n += b;
+    Ok(EvalSums::of(model, cfg, ds)?.evaluation(is_denoising(cfg)))
+}
+
+/// [`evaluate`] split over the ranks of `comm`: each evaluates a contiguous
+/// share of `ds`, and the sums are added up (the same result on every rank).
+///
+/// **Errors** if the model rejects the data.
+pub fn evaluate_shared(
+    model: &mut Sequential,
+    cfg: &TrainConfig,
+    ds: &Dataset,
+    comm: &dyn Comm,
+) -> Result<Evaluation, TrainError> {
+    if comm.size() == 1 {
+        return evaluate(model, cfg, ds);
     }
-    let n_f = n.max(1) as f64;
-    Ok(Evaluation {
-        loss: loss / n_f,
-        acc: (!denoise).then(|| correct as f64 / n_f),
-        ssim: denoise.then(|| ssim_sum / n_f),
-        psnr: denoise.then(|| psnr_sum / n_f),
-    })
+    let (lo, hi) = share(ds.len(), comm.rank(), comm.size());
+    let mine = ds.subset(&(lo..hi).collect::<Vec<_>>());
+    let s = EvalSums::of(model, cfg, &mine)?;
+    let mut v = [s.loss, s.correct, s.ssim, s.psnr, s.n];
+    comm.sum_f64(&mut v);
+    let [loss, correct, ssim, psnr, n] = v;
+    let total = EvalSums {
+        loss,
+        correct,
+        ssim,
+        psnr,
+        n,
+    };
+    Ok(total.evaluation(is_denoising(cfg)))
+}
+
+/// The sums an evaluation divides by the image count.
+struct EvalSums {
+    loss: f64,
+    correct: f64,
+    ssim: f64,
+    psnr: f64,
+    n: f64,
+}
+
+impl EvalSums {
+    fn of(model: &mut Sequential, cfg: &TrainConfig, ds: &Dataset) -> Result<EvalSums, TrainError> {
+        model.set_training(false);
+        let opts = batch_options(cfg, ds.kind, false, cfg.eval_batch_size);
+        let (mut loss, mut correct, mut n, mut ssim_sum, mut psnr_sum) =
+            (0.0f64, 0usize, 0usize, 0.0f64, 0.0f64);
+        // Evaluation noise is fixed (epoch stream 0), so every epoch sees the same noisy images.
+        for batch in batches(ds, opts, cfg.seed ^ 0xE7A1, 0) {
+            let y = model.infer(&batch.x)?;
+            let b = batch.labels.len();
+            if let Some(t) = &batch.target {
+                let (yd, td) = (y.data(), t.data());
+                let per = yd.len() / b.max(1);
+                // Mean squared error over the batch (outputs [B, 784] vs clean images [B, 1, 28, 28]).
+                let se: f64 = yd
+                    .iter()
+                    .zip(td)
+                    .map(|(&a, &c)| ((a - c) as f64).powi(2))
+                    .sum();
+                loss += se / per.max(1) as f64;
+                let [_, h, w] = ds.shape;
+                for i in 0..b {
+                    let out: Vec<f32> = yd[i * per..(i + 1) * per]
+                        .iter()
+                        .map(|v| v.clamp(0.0, 1.0))
+                        .collect();
+                    let clean = &td[i * per..(i + 1) * per];
+                    ssim_sum += ssim(&out, clean, h, w);
+                    psnr_sum += psnr(&out, clean);
+                }
+            } else {
+                let (l, _) = bregman_autodiff::ops::cross_entropy::forward(&y, &batch.labels);
+                loss += l as f64 * b as f64;
+                correct += y
+                    .argmax_rows()
+                    .iter()
+                    .zip(&batch.labels)
+                    .filter(|(p, l)| p == l)
+                    .count();
+            }
+            n += b;
+        }
+        Ok(EvalSums {
+            loss,
+            correct: correct as f64,
+            ssim: ssim_sum,
+            psnr: psnr_sum,
+            n: n as f64,
+        })
+    }
+
+    fn evaluation(&self, denoise: bool) -> Evaluation {
+        let n_f = self.n.max(1.0);
+        Evaluation {
+            loss: self.loss / n_f,
+            acc: (!denoise).then(|| self.correct / n_f),
+            ssim: denoise.then(|| self.ssim / n_f),
+            psnr: denoise.then(|| self.psnr / n_f),
+        }
+    }
 }
 
 /// Batching of `cfg`'s experiment: shuffled (and for CIFAR augmented) for
