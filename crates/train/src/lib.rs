@@ -32,20 +32,27 @@
 //! ```
 #![warn(missing_docs)]
 
+mod baselines;
 pub mod checkpoint;
 pub mod comm;
 mod config;
+mod data_parallel;
 mod error;
+mod evaluate;
 pub mod export;
+mod guards;
 pub mod metrics;
+mod outputs;
 pub mod plot;
 pub mod resume;
 pub mod run_dir;
+mod setup;
 mod trainer;
 
 pub use config::{TrainConfig, DATA_ENV_PLACEHOLDER, EXPERIMENTS, OPTIMIZERS};
 pub use error::TrainError;
-pub use trainer::{
-    build_model, build_optimizer, dataset_kind, epoch_line, evaluate, inference_rate, metrics_csv,
-    plots, EpochMetrics, Evaluation, Run,
-};
+pub use evaluate::{evaluate, evaluate_shared, inference_rate, Evaluation};
+pub use guards::{epochs_without_improvement, DIVERGENCE_FACTOR, MIN_VAL_IMAGES_FOR_PLATEAU};
+pub use outputs::{epoch_line, metrics_csv, plots, EpochMetrics};
+pub use setup::{build_model, build_optimizer, dataset_kind, sparse_backprop_step};
+pub use trainer::Run;
