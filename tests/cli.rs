@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{bin, err, metrics, num, ok, tmp};
+use common::{bin, err, metrics, num, ok, tmp, without_seconds};
 
 /// `bregman train --out DIR ARGS… --quiet` with `RAYON_NUM_THREADS` set; panics on failure.
 fn train_with_threads(dir: &Path, threads: &str, args: &[&str]) {
@@ -21,15 +21,6 @@ fn train_with_threads(dir: &Path, threads: &str, args: &[&str]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// metrics.csv without the wall-time column.
-fn without_seconds(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-        .collect()
 }
 
 #[test]

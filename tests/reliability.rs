@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bregman::data::idx::encode_idx;
 use bregman::train::checkpoint;
-use common::{bin, err, metrics, ok, tmp};
+use common::{bin, err, metrics, ok, tmp, without_seconds};
 
 fn train_1(out: &Path, extra: &[&str]) -> String {
     let mut args = vec!["train", "--epochs", "1", "--out", out.to_str().unwrap()];
@@ -138,15 +138,6 @@ fn a_run_directory_has_one_writer_and_a_killed_writer_leaves_a_resumable_run() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
-}
-
-/// metrics.csv without the wall-time column.
-fn without_seconds(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-        .collect()
 }
 
 /// A pruning run killed after its first prune round resumes with its masks

@@ -65,3 +65,12 @@ pub fn num(row: &std::collections::HashMap<String, String>, col: &str) -> f64 {
         .parse()
         .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
 }
+
+/// metrics.csv without the wall-time column.
+pub fn without_seconds(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
