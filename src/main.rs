@@ -433,8 +433,10 @@ fn train(args: TrainArgs) -> Result<(), TrainError> {
     let lock_if_writer = |dir: &Path| writer.then(|| lock_run_dir(dir, &say)).transpose();
     let (mut run, _lock) = match &args.resume {
         Some(dir) => {
-            let lock = lock_if_writer(dir)?;
+            // Read the checkpoint first (a mistyped directory is an error, not
+            // a new directory with a lock file), then lock before repairing.
             let mut run = Run::resume(dir, args.data_dir.clone())?;
+            let lock = lock_if_writer(dir)?;
             say(format!(
                 "resuming {} after epoch {}",
                 dir.display(),
