@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # 1 rank x 2 threads against 2 ranks x 1 thread, one Fashion ConvNet epoch each, alternated.
 set -u
-B=/work/tgt-mpi/release/bregman
-export BREGMAN_DATA=/work/shared/data OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-cd /work/main
+B=${BIN:-./target/release/bregman} # built with: cargo build --release --features mpi
+export BREGMAN_DATA=${BREGMAN_DATA:-../shared/data} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cd "$(dirname "$0")/.."
 for opt in linbreg adam; do
   for round in 1 2; do
     rm -rf /tmp/dp-1x2 /tmp/dp-2x1
