@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::{metrics, num, ok, tmp};
 
-/// `mpirun -np N bregman ARGS…`, one rayon thread per rank.
-fn mpirun(np: usize, args: &[&str]) -> Output {
-    Command::new("mpirun")
-        .args(["--oversubscribe", "-np", &np.to_string()])
+/// The command `mpirun -np N bregman ARGS…`, one rayon thread per rank.
+fn mpirun_command(np: usize, args: &[&str]) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["--oversubscribe", "-np", &np.to_string()])
         .arg(env!("CARGO_BIN_EXE_bregman"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -22,9 +22,16 @@ fn mpirun(np: usize, args: &[&str]) -> Output {
         .env("RAYON_NUM_THREADS", "1")
         // Containers and CI run as root; OpenMPI refuses that unless told.
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .output()
-        .expect("mpirun must be installed (OpenMPI: apt-get install openmpi-bin libopenmpi-dev)")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    c
+}
+
+const NO_MPIRUN: &str =
+    "mpirun must be installed (OpenMPI: apt-get install openmpi-bin libopenmpi-dev)";
+
+/// Runs `mpirun -np N bregman ARGS…` to the end.
+fn mpirun(np: usize, args: &[&str]) -> Output {
+    mpirun_command(np, args).output().expect(NO_MPIRUN)
 }
 
 fn mpi_ok(np: usize, args: &[&str]) -> String {
@@ -162,18 +169,11 @@ fn a_batch_smaller_than_the_ranks_is_refused() {
 fn a_rank_that_dies_ends_the_job_and_leaves_the_checkpoint_intact() {
     let d = tmp("mpi-kill");
     let run = d.join("run");
-    let mut job = Command::new("mpirun")
-        .args(["--oversubscribe", "-np", "2"])
-        .arg(env!("CARGO_BIN_EXE_bregman"))
-        .args(strs(&train_args(&run, "500")))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RAYON_NUM_THREADS", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    let mut job = mpirun_command(2, &strs(&train_args(&run, "500")))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("mpirun");
+        .expect(NO_MPIRUN);
     let start = Instant::now();
     while !run.join("checkpoint.safetensors").exists() {
         assert!(

@@ -205,16 +205,17 @@ pub fn batch_shares(
             let k = pos.wrapping_sub(lo);
             let img = &ds.images[i * n..(i + 1) * n];
             if let (Some(noise), Some(t)) = (noise, target.as_mut()) {
-                let mut fixed = opts.fixed_noise.then(|| image_noise_rng(seed, i));
-                let rng = fixed.as_mut().unwrap_or(&mut rng);
                 if !mine {
+                    // Another rank's image: only redrawn noise consumes the epoch stream.
                     if !opts.fixed_noise {
                         for _ in 0..n {
-                            let _ = noise.sample(rng);
+                            let _ = noise.sample(&mut rng);
                         }
                     }
                     continue;
                 }
+                let mut fixed = opts.fixed_noise.then(|| image_noise_rng(seed, i));
+                let rng = fixed.as_mut().unwrap_or(&mut rng);
                 let (m, s) = (mean[0], std[0]);
                 let out = &mut x[k * n..(k + 1) * n];
                 for ((o, tv), &p) in out.iter_mut().zip(&mut t[k * n..(k + 1) * n]).zip(img) {

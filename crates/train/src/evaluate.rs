@@ -36,22 +36,28 @@ pub fn evaluate(
     Ok(EvalSums::of(model, cfg, ds)?.evaluation(is_denoising(cfg)))
 }
 
-/// [`evaluate`] split over the ranks of `comm`: each evaluates a contiguous
-/// share of `ds`, and the sums are added up (the same result on every rank).
+/// This rank's contiguous share of `ds` for [`evaluate_shared`] (made once
+/// per run, not per evaluation).
+pub fn rank_share(ds: &Dataset, comm: &dyn Comm) -> Dataset {
+    let (lo, hi) = share(ds.len(), comm.rank(), comm.size());
+    ds.subset(&(lo..hi).collect::<Vec<_>>())
+}
+
+/// [`evaluate`] split over the ranks of `comm`: each evaluates its share
+/// ([`rank_share`]; the whole set on one process), and the sums are added up
+/// (the same result on every rank).
 ///
 /// **Errors** if the model rejects the data.
 pub fn evaluate_shared(
     model: &mut Sequential,
     cfg: &TrainConfig,
-    ds: &Dataset,
+    mine: &Dataset,
     comm: &dyn Comm,
 ) -> Result<Evaluation, TrainError> {
     if comm.size() == 1 {
-        return evaluate(model, cfg, ds);
+        return evaluate(model, cfg, mine);
     }
-    let (lo, hi) = share(ds.len(), comm.rank(), comm.size());
-    let mine = ds.subset(&(lo..hi).collect::<Vec<_>>());
-    let s = EvalSums::of(model, cfg, &mine)?;
+    let s = EvalSums::of(model, cfg, mine)?;
     let mut v = [s.loss, s.correct, s.ssim, s.psnr, s.n];
     comm.sum_f64(&mut v);
     let [loss, correct, ssim, psnr, n] = v;

@@ -51,7 +51,7 @@ mod trainer;
 
 pub use config::{TrainConfig, DATA_ENV_PLACEHOLDER, EXPERIMENTS, OPTIMIZERS};
 pub use error::TrainError;
-pub use evaluate::{evaluate, evaluate_shared, inference_rate, Evaluation};
+pub use evaluate::{evaluate, evaluate_shared, inference_rate, rank_share, Evaluation};
 pub use guards::{epochs_without_improvement, DIVERGENCE_FACTOR, MIN_VAL_IMAGES_FOR_PLATEAU};
 pub use outputs::{epoch_line, metrics_csv, plots, EpochMetrics};
 pub use setup::{build_model, build_optimizer, dataset_kind, sparse_backprop_step};

@@ -210,7 +210,7 @@ mod tests {
     /// use_sample_covariance=False, data_range=1.0)` on these 28×28 images
     /// (its Gaussian filter truncated at 3.5σ is the 11×11 window, and it
     /// averages over the positions where the window fits) gives
-    /// 0.9661497847956646. A uniform window, sample covariance or
+    /// 0.9661497847956646 (`scripts/ssim_reference.py`). A uniform window, sample covariance or
     /// `C = (0.01·255)²` all move the value by more than the tolerance.
     #[test]
     fn ssim_matches_scikit_image_on_a_fixed_pair() {

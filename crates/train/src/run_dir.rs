@@ -36,7 +36,6 @@ pub const RUN_FILES: &[&str] = &[
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
-    path: PathBuf,
     /// The PID recorded by a process that ended without releasing the lock
     /// file (it was killed): the caller may report the takeover.
     pub stale_pid: Option<u32>,
@@ -83,16 +82,8 @@ impl RunLock {
         remove_temporaries(dir)?;
         Ok(RunLock {
             file,
-            path,
             stale_pid: holder.filter(|&p| p != me),
         })
-    }
-}
-
-impl RunLock {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -21,7 +21,7 @@ use crate::baselines::{apply_masks, prune_phase, threshold_weights};
 use crate::checkpoint::{self, RunState};
 use crate::comm::{fingerprint, Comm, Single};
 use crate::data_parallel::{n_images, reduce_gradients, share_buffers};
-use crate::evaluate::evaluate_shared;
+use crate::evaluate::{evaluate_shared, rank_share};
 use crate::guards::{check_split_sizes, epochs_without_improvement, DIVERGENCE_FACTOR};
 use crate::metrics::sparsity;
 use crate::outputs::{epoch_line, metrics_csv, plots, EpochMetrics};
@@ -368,6 +368,11 @@ impl Run {
         }
         let steps = self.train.len().div_ceil(self.cfg.batch_size) as u64;
         let show_bar = self.verbose && std::io::stderr().is_terminal();
+        // A data-parallel run's evaluation shares, cut once for all epochs.
+        let shares = (self.comm.size() > 1).then(|| {
+            let comm = self.comm.as_ref();
+            (rank_share(&self.val, comm), rank_share(&self.test, comm))
+        });
         while self.epoch() < self.cfg.epochs && !self.stopped_early() {
             let epoch = self.epoch() + 1;
             let start = Instant::now();
@@ -400,8 +405,13 @@ impl Run {
             // Lasso: the metrics are those of the thresholded network; training goes on unthresholded.
             let saved = (self.cfg.optimizer == "lasso")
                 .then(|| threshold_weights(&mut self.model, self.cfg.lasso_threshold));
-            let val = evaluate_shared(&mut self.model, &self.cfg, &self.val, self.comm.as_ref())?;
-            let test = evaluate_shared(&mut self.model, &self.cfg, &self.test, self.comm.as_ref())?;
+            let (val_set, test_set) = match &shares {
+                Some((v, t)) => (v, t),
+                None => (&self.val, &self.test),
+            };
+            let comm = self.comm.as_ref();
+            let val = evaluate_shared(&mut self.model, &self.cfg, val_set, comm)?;
+            let test = evaluate_shared(&mut self.model, &self.cfg, test_set, comm)?;
             let sp_thresholded = saved.as_ref().map(|_| sparsity(&self.model.params()));
             if let Some(saved) = saved {
                 for (p, v) in self.model.params_mut().into_iter().zip(saved) {
