@@ -21,7 +21,10 @@ mkdir -p "$out"
 bin="$out/bregman-$(git rev-parse --short HEAD)"
 if [ ! -x "$bin" ]; then
   cargo build --release --quiet
-  cp ./target/release/bregman "$bin"
+  # Copied under a temporary name and renamed, so a second job file started
+  # at the same time never sees (or runs) a half-written binary.
+  cp ./target/release/bregman "$bin.$$.tmp"
+  mv -f "$bin.$$.tmp" "$bin"
 fi
 while read -r name epochs args; do
   [[ -z "$name" || "$name" == \#* ]] && continue
