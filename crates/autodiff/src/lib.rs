@@ -37,6 +37,7 @@ mod tape;
 pub use gradcheck::{check_gradients, GradCheck};
 pub use ops::batchnorm::BatchStats;
 pub use ops::conv2d::Conv2dSpec;
+pub use ops::conv2d_pool_relu::PoolSpec;
 pub use ops::weight_grad::WeightGrad;
 pub use profile::NodeTiming;
 pub use tape::{Backward, Tape, Var};

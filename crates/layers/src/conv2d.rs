@@ -10,7 +10,8 @@
 
 use std::cell::Ref;
 
-use bregman_autodiff::{ops, Conv2dSpec, Tape, Var, WeightGrad};
+use bregman_autodiff::ops::conv2d_pool_relu::fusable;
+use bregman_autodiff::{ops, Conv2dSpec, PoolSpec, Tape, Var, WeightGrad};
 use bregman_tensor::sparse::{sparse_conv_pays, SparseConv};
 use bregman_tensor::Tensor;
 use rand::Rng;
@@ -153,6 +154,42 @@ impl Module for Conv2d {
             Some(sparse) => ops::sparse_conv2d::forward(x, &sparse, b, self.spec),
             None => ops::conv2d::forward(x, &self.weight.value, b, self.spec),
         })
+    }
+
+    /// Fused with the pooling and ReLU after it on the dense path, when
+    /// [`fusable`]; the sparse path runs the three ops one by one.
+    fn forward_pool_relu<'a>(
+        &'a self,
+        tape: &mut Tape<'a>,
+        x: Var,
+        pool: PoolSpec,
+    ) -> Option<Result<Var, LayerError>> {
+        if let Err(e) = self.check(tape.value(x).shape()) {
+            return Some(Err(e));
+        }
+        let shape = tape.value(x).shape();
+        if !fusable(shape, self.weight.value.shape(), self.spec, pool)
+            || self.sparse_for(true).is_some()
+        {
+            return None;
+        }
+        let w = tape.param(&self.weight.value);
+        let b = self.bias.as_ref().map(|b| tape.param(&b.value));
+        Some(Ok(tape.conv2d_pool_relu(x, w, b, self.spec, pool)))
+    }
+
+    fn infer_pool_relu(&self, x: &Tensor, pool: PoolSpec) -> Option<Result<Tensor, LayerError>> {
+        if let Err(e) = self.check(x.shape()) {
+            return Some(Err(e));
+        }
+        if !fusable(x.shape(), self.weight.value.shape(), self.spec, pool)
+            || self.sparse_for(false).is_some()
+        {
+            return None;
+        }
+        let b = self.bias.as_ref().map(|b| &b.value);
+        let y = ops::conv2d_pool_relu::forward(x, &self.weight.value, b, self.spec, pool);
+        Some(Ok(y))
     }
 
     fn set_kernels(&mut self, kernels: Kernels) {

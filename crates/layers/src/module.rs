@@ -1,6 +1,6 @@
 //! The [`Module`] trait: what every layer and model provides.
 
-use bregman_autodiff::{Tape, Var, WeightGrad};
+use bregman_autodiff::{PoolSpec, Tape, Var, WeightGrad};
 use bregman_tensor::Tensor;
 
 use crate::{Buffer, Kernels, LayerError, Parameter};
@@ -50,6 +50,35 @@ pub trait Module {
 
     /// A short description, e.g. `Dense 784→200`.
     fn describe(&self) -> String;
+
+    /// This module's window, if it is a max pooling (so that a convolution
+    /// before it can fuse it, see [`Module::forward_pool_relu`]).
+    fn as_max_pool(&self) -> Option<PoolSpec> {
+        None
+    }
+
+    /// Whether this module is a ReLU (so that a layer before it can fuse it).
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    /// `relu(maxpool(self(x)))` in one fused pass, for a chain `self → pool →
+    /// ReLU` ([`Sequential`](crate::Sequential) asks), or `None` when this
+    /// module cannot fuse them; the caller then runs the three modules one by
+    /// one. Both ways give the same bits; the fused pass moves less memory.
+    fn forward_pool_relu<'a>(
+        &'a self,
+        _tape: &mut Tape<'a>,
+        _x: Var,
+        _pool: PoolSpec,
+    ) -> Option<Result<Var, LayerError>> {
+        None
+    }
+
+    /// [`Module::forward_pool_relu`] without a tape.
+    fn infer_pool_relu(&self, _x: &Tensor, _pool: PoolSpec) -> Option<Result<Tensor, LayerError>> {
+        None
+    }
 
     /// Total number of trainable scalars.
     fn num_params(&self) -> usize {

@@ -1,6 +1,6 @@
 //! `Sequential`: named children applied one after another.
 
-use bregman_autodiff::{Tape, Var, WeightGrad};
+use bregman_autodiff::{PoolSpec, Tape, Var, WeightGrad};
 use bregman_tensor::Tensor;
 
 use crate::parameter::join;
@@ -40,6 +40,13 @@ impl Sequential {
         self.children.iter().map(|(n, m)| (n.as_str(), m.as_ref()))
     }
 
+    /// The window of a `max pool → ReLU` pair right after child `i`, which
+    /// child `i` may fuse into its own pass ([`Module::forward_pool_relu`]).
+    fn pool_relu_after(&self, i: usize) -> Option<PoolSpec> {
+        let pool = self.children.get(i + 1)?.1.as_max_pool()?;
+        self.children.get(i + 2)?.1.is_relu().then_some(pool)
+    }
+
     fn rename_children(&mut self) {
         for (n, m) in &mut self.children {
             m.rename(&join(&self.name, n));
@@ -48,23 +55,41 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// The children one after another, except that a `conv → max pool →
+    /// ReLU` chain runs as one fused pass where the convolution can fuse it
+    /// (the same bits, less memory traffic).
     fn forward<'a>(&'a self, tape: &mut Tape<'a>, mut x: Var) -> Result<Var, LayerError> {
-        for (_, m) in &self.children {
+        let mut i = 0;
+        while let Some((_, m)) = self.children.get(i) {
+            if let Some(pool) = self.pool_relu_after(i) {
+                if let Some(y) = m.forward_pool_relu(tape, x, pool) {
+                    x = y?;
+                    i += 3;
+                    continue;
+                }
+            }
             x = m.forward(tape, x)?;
+            i += 1;
         }
         Ok(x)
     }
 
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
-        let mut iter = self.children.iter();
-        let Some((_, first)) = iter.next() else {
-            return Ok(x.clone());
-        };
-        let mut y = first.infer(x)?;
-        for (_, m) in iter {
-            y = m.infer(&y)?;
+        let mut y: Option<Tensor> = None;
+        let mut i = 0;
+        while let Some((_, m)) = self.children.get(i) {
+            let input = y.as_ref().unwrap_or(x);
+            if let Some(pool) = self.pool_relu_after(i) {
+                if let Some(out) = m.infer_pool_relu(input, pool) {
+                    y = Some(out?);
+                    i += 3;
+                    continue;
+                }
+            }
+            y = Some(m.infer(input)?);
+            i += 1;
         }
-        Ok(y)
+        Ok(y.unwrap_or_else(|| x.clone()))
     }
 
     fn set_training(&mut self, training: bool) {

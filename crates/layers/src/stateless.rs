@@ -2,7 +2,7 @@
 
 use bregman_autodiff::ops::relu::Relu;
 use bregman_autodiff::ops::{self, unary};
-use bregman_autodiff::{Tape, Var};
+use bregman_autodiff::{PoolSpec, Tape, Var};
 use bregman_tensor::Tensor;
 
 use crate::module::expect_shape;
@@ -38,6 +38,9 @@ impl ReLU {
 impl Module for ReLU {
     fn forward<'a>(&'a self, tape: &mut Tape<'a>, x: Var) -> Result<Var, LayerError> {
         Ok(tape.relu(x))
+    }
+    fn is_relu(&self) -> bool {
+        true
     }
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
         Ok(unary::forward::<Relu>(x))
@@ -90,6 +93,12 @@ impl Module for MaxPool2d {
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
         self.check(x.shape())?;
         Ok(ops::maxpool2d::forward(x, self.kernel, self.stride))
+    }
+    fn as_max_pool(&self) -> Option<PoolSpec> {
+        Some(PoolSpec {
+            kernel: self.kernel,
+            stride: self.stride,
+        })
     }
     fn describe(&self) -> String {
         format!(

@@ -506,3 +506,65 @@ fn a_masked_run_refreshes_the_sparse_form_and_notices_new_weights() {
         }
     }
 }
+
+/// `Sequential` runs `conv → max pool → ReLU` as one fused op where the
+/// convolution is dense and the batch has ≥ 4 images: the same bits as the
+/// modules run one by one (forward, input and parameter gradients, `infer`),
+/// with two tape nodes instead of six; a sparse convolution is not fused.
+#[test]
+fn sequential_fuses_conv_pool_relu_with_the_same_bits() {
+    let mut r = rng(70);
+    let model = Sequential::new()
+        .push(Conv2d::new(1, 6, 5, 1, 0, true, &mut r))
+        .push(MaxPool2d::new(2, 2))
+        .push(ReLU::new())
+        .push(Conv2d::new(6, 4, 3, 1, 1, true, &mut r))
+        .push(MaxPool2d::new(2, 2))
+        .push(ReLU::new())
+        .push(Flatten::new())
+        .push(Dense::new(36, 3, &mut r));
+    let x = rand_tensor(&[6, 1, 16, 16], 71);
+    // Returns the output, every gradient and the tape's length.
+    let run = |fused: bool| {
+        let mut tape = Tape::new();
+        let xv = tape.leaf(x.clone());
+        let mut v = xv;
+        if fused {
+            v = model.forward(&mut tape, v).expect("forward");
+        } else {
+            for (_, m) in model.children() {
+                v = m.forward(&mut tape, v).expect("forward");
+            }
+        }
+        let (out, nodes) = (tape.value(v).clone(), tape.len());
+        let loss = tape.sum(v);
+        tape.backward(loss);
+        let mut grads: Vec<Vec<f32>> = model
+            .params()
+            .iter()
+            .map(|p| tape.grad_of(&p.value).expect("grad").data().to_vec())
+            .collect();
+        grads.push(tape.grad(xv).expect("input grad").data().to_vec());
+        (out, grads, nodes)
+    };
+    let (y_fused, g_fused, len_fused) = run(true);
+    let (y_plain, g_plain, len_plain) = run(false);
+    assert_eq!(y_fused.data(), y_plain.data());
+    assert_eq!(g_fused, g_plain);
+    assert_eq!(len_plain - len_fused, 4, "two fused ops replace six");
+    assert_eq!(model.infer(&x).expect("infer").data(), y_plain.data());
+
+    // 1% of the first convolution's weights: its sparse path runs unfused.
+    let mut sparse = model;
+    for p in sparse.params_mut().into_iter().take(1) {
+        p.value
+            .data_mut()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, w)| *w = if i % 100 == 0 { *w } else { 0.0 });
+    }
+    let mut tape = Tape::new();
+    let v = tape.leaf(x.clone());
+    sparse.forward(&mut tape, v).expect("forward");
+    assert_eq!(tape.len(), len_plain - 2, "only the second chain is fused");
+}

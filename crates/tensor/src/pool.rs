@@ -33,30 +33,7 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
         .zip(idx.spare_capacity_mut()[..len].par_chunks_mut(op))
         .zip(x.data().par_chunks(ip))
         .for_each(|((o, ix), xp)| {
-            let (o, ix) = (init_default(o), init_default(ix));
-            if g.kh == 2 && g.kw == 2 && g.stride == 2 {
-                return pool_2x2(o, ix, xp, g);
-            }
-            // Without padding every window of a valid output lies inside the plane.
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let first = oy * g.stride * g.w + ox * g.stride;
-                    let (mut best, mut arg) = (xp[first], first);
-                    for ky in 0..g.kh {
-                        let base = (oy * g.stride + ky) * g.w + ox * g.stride;
-                        for (kx, &v) in xp[base..base + g.kw].iter().enumerate() {
-                            // `v > best` keeps the first maximum on ties; a NaN wins so it
-                            // propagates. Selects, not a branch: on real activations the
-                            // comparison is a coin flip and a branch mispredicts half the time.
-                            let take = takes_over(v, best);
-                            best = if take { v } else { best };
-                            arg = if take { base + kx } else { arg };
-                        }
-                    }
-                    o[oy * g.ow + ox] = best;
-                    ix[oy * g.ow + ox] = arg as u32;
-                }
-            }
+            maxpool_plane(init_default(o), init_default(ix), xp, g);
         });
     // SAFETY: the planes cover all `len` elements of both buffers, and each
     // task initialised its planes (`init_default`) before writing them.
@@ -66,6 +43,49 @@ pub fn maxpool2d(x: &Tensor, g: &ConvGeometry) -> (Tensor, Vec<u32>) {
     }
     let out = Tensor::from_vec(&shape, out).expect("length from geometry");
     (out, idx)
+}
+
+/// Max pooling of one `H×W` plane `xp` over the windows of `g` (whose
+/// `n` and `c` are ignored): writes the `OH×OW` maxima to `o` and their flat
+/// indices within the plane to `ix` (first maximum on ties; a NaN wins so it
+/// propagates). [`maxpool2d`] runs it on every plane; a fused convolution
+/// runs it on each output plane while that plane is still in cache.
+///
+/// **Panics** if a slice is shorter than the geometry requires.
+pub fn maxpool_plane(o: &mut [f32], ix: &mut [u32], xp: &[f32], g: &ConvGeometry) {
+    if g.kh == 2 && g.kw == 2 && g.stride == 2 && g.pad == 0 {
+        return pool_2x2(o, ix, xp, g);
+    }
+    // Without padding every window of a valid output lies inside the plane.
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let first = oy * g.stride * g.w + ox * g.stride;
+            let (mut best, mut arg) = (xp[first], first);
+            for ky in 0..g.kh {
+                let base = (oy * g.stride + ky) * g.w + ox * g.stride;
+                for (kx, &v) in xp[base..base + g.kw].iter().enumerate() {
+                    // Selects, not a branch: on real activations the comparison
+                    // is a coin flip and a branch mispredicts half the time.
+                    let take = takes_over(v, best);
+                    best = if take { v } else { best };
+                    arg = if take { base + kx } else { arg };
+                }
+            }
+            o[oy * g.ow + ox] = best;
+            ix[oy * g.ow + ox] = arg as u32;
+        }
+    }
+}
+
+/// The backward pass of [`maxpool_plane`]: adds each output gradient `go[j]`
+/// to `d[ix[j]]` (the input that won window `j`), in output order.
+///
+/// **Panics** if an index is outside `d`.
+#[inline]
+pub fn maxpool_plane_backward(d: &mut [f32], go: &[f32], ix: &[u32]) {
+    for (&gv, &i) in go.iter().zip(ix) {
+        d[i as usize] += gv;
+    }
 }
 
 /// Whether `v` replaces `best` as the window maximum: strictly greater (the
@@ -135,11 +155,7 @@ pub fn maxpool2d_backward(grad_out: &Tensor, idx: &[u32], g: &ConvGeometry) -> T
         true,
         || (),
         |_, plane, d| {
-            let go = &go[plane * op..][..op];
-            let ix = &idx[plane * op..][..op];
-            for (&gv, &i) in go.iter().zip(ix) {
-                d[i as usize] += gv;
-            }
+            maxpool_plane_backward(d, &go[plane * op..][..op], &idx[plane * op..][..op]);
         },
     );
     Tensor::from_vec(&[g.n, g.c, g.h, g.w], dx).expect("length from geometry")

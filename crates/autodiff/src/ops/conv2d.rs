@@ -103,7 +103,7 @@ const BIG_GEMM_PATCH: usize = 256;
 /// reading them back: 52 MB for the ConvNet's second convolution (its step
 /// went from 45.2–47.0 to 42.3–43.4 ms), 300 MB for each of ResNet-18's
 /// first-stage convolutions.
-fn keeps_columns(g: &ConvGeometry) -> bool {
+pub(crate) fn keeps_columns(g: &ConvGeometry) -> bool {
     g.patch_len() >= BIG_GEMM_PATCH && g.out_pixels() < BIG_IMAGE_PIXELS
 }
 
@@ -186,7 +186,7 @@ pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, spec: Conv2dSpec) -> 
 
 /// Image groups of the image-by-image weight gradient: a constant, so the
 /// partial sums and their combination order never depend on the thread count.
-const WEIGHT_GRAD_GROUPS: usize = 8;
+pub(crate) const WEIGHT_GRAD_GROUPS: usize = 8;
 
 /// From this many output pixels per image on (8×8), the weight gradient is
 /// accumulated image by image even for long patches (see [`weight_grad_tap`]).

@@ -6,6 +6,7 @@
 pub mod add;
 pub mod batchnorm;
 pub mod conv2d;
+pub mod conv2d_pool_relu;
 pub mod cross_entropy;
 pub mod global_avg_pool;
 pub mod linear;
