@@ -228,3 +228,78 @@ fn a_rank_that_dies_ends_the_job_and_leaves_the_checkpoint_intact() {
     ]);
     assert_eq!(metrics(&run).len(), epochs + 1);
 }
+
+/// A rank that hangs (stopped with SIGSTOP: it neither answers nor dies)
+/// ends the job once the others have waited `BREGMAN_MPI_TIMEOUT` seconds in
+/// a collective, with a message naming the wait; the checkpoint stays whole.
+#[test]
+fn a_rank_that_hangs_ends_the_job_after_the_collective_timeout() {
+    let d = tmp("mpi-hang");
+    let run = d.join("run");
+    let mut job = mpirun_command(2, &strs(&train_args(&run, "500")))
+        .env("BREGMAN_MPI_TIMEOUT", "5")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect(NO_MPIRUN);
+    let start = Instant::now();
+    while !run.join("checkpoint.safetensors").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint in 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let children = Command::new("pgrep")
+        .args(["-P", &job.id().to_string()])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert!(pids.len() >= 2, "ranks of mpirun: {pids:?}");
+    let signal = |sig: &str| Command::new("kill").args([sig, &pids[1]]).status();
+    signal("-STOP").unwrap();
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break Some(s);
+        }
+        if stopped.elapsed() > Duration::from_secs(90) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Never leave a stopped process behind, whatever happened.
+    let _ = signal("-KILL");
+    let Some(status) = status else {
+        let _ = job.kill();
+        panic!("the job still waited 90 s after a rank hung");
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut job.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("rank 0 of 2 has waited") && stderr.contains("BREGMAN_MPI_TIMEOUT=5"),
+        "mpirun said: {stderr}"
+    );
+    let ck = bregman::train::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
+    assert!(ck.state.epoch >= 1);
+}
+
+/// A timeout that is not a positive whole number of seconds is refused.
+#[test]
+fn a_bad_collective_timeout_is_an_error() {
+    let d = tmp("mpi-bad-timeout");
+    let out = mpirun_command(2, &strs(&train_args(&d.join("run"), "1")))
+        .env("BREGMAN_MPI_TIMEOUT", "0")
+        .output()
+        .expect(NO_MPIRUN);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BREGMAN_MPI_TIMEOUT=0: expected a whole number of seconds > 0"),
+        "{stderr}"
+    );
+}
