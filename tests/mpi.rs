@@ -163,17 +163,14 @@ fn a_batch_smaller_than_the_ranks_is_refused() {
     );
 }
 
-/// A rank killed mid-run ends the whole job (mpirun reports it and stops the
-/// other ranks: no hang), and the last checkpoint stays whole and resumable.
-#[test]
-fn a_rank_that_dies_ends_the_job_and_leaves_the_checkpoint_intact() {
-    let d = tmp("mpi-kill");
-    let run = d.join("run");
-    let mut job = mpirun_command(2, &strs(&train_args(&run, "500")))
+/// Starts a long two-rank run into `run` (with `env` set), waits for its
+/// first checkpoint and returns the job and its ranks' PIDs (mpirun's children).
+fn start_and_find_ranks(run: &Path, env: &[(&str, &str)]) -> (std::process::Child, Vec<String>) {
+    let mut cmd = mpirun_command(2, &strs(&train_args(run, "500")));
+    cmd.envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect(NO_MPIRUN);
+        .stderr(std::process::Stdio::piped());
+    let job = cmd.spawn().expect(NO_MPIRUN);
     let start = Instant::now();
     while !run.join("checkpoint.safetensors").exists() {
         assert!(
@@ -182,7 +179,6 @@ fn a_rank_that_dies_ends_the_job_and_leaves_the_checkpoint_intact() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The ranks are mpirun's children; kill the second one.
     let children = Command::new("pgrep")
         .args(["-P", &job.id().to_string()])
         .output()
@@ -192,6 +188,16 @@ fn a_rank_that_dies_ends_the_job_and_leaves_the_checkpoint_intact() {
         .map(String::from)
         .collect();
     assert!(pids.len() >= 2, "ranks of mpirun: {pids:?}");
+    (job, pids)
+}
+
+/// A rank killed mid-run ends the whole job (mpirun reports it and stops the
+/// other ranks: no hang), and the last checkpoint stays whole and resumable.
+#[test]
+fn a_rank_that_dies_ends_the_job_and_leaves_the_checkpoint_intact() {
+    let d = tmp("mpi-kill");
+    let run = d.join("run");
+    let (mut job, pids) = start_and_find_ranks(&run, &[]);
     Command::new("kill")
         .args(["-9", &pids[1]])
         .status()
@@ -236,29 +242,7 @@ fn a_rank_that_dies_ends_the_job_and_leaves_the_checkpoint_intact() {
 fn a_rank_that_hangs_ends_the_job_after_the_collective_timeout() {
     let d = tmp("mpi-hang");
     let run = d.join("run");
-    let mut job = mpirun_command(2, &strs(&train_args(&run, "500")))
-        .env("BREGMAN_MPI_TIMEOUT", "5")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect(NO_MPIRUN);
-    let start = Instant::now();
-    while !run.join("checkpoint.safetensors").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint in 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let children = Command::new("pgrep")
-        .args(["-P", &job.id().to_string()])
-        .output()
-        .unwrap();
-    let pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    assert!(pids.len() >= 2, "ranks of mpirun: {pids:?}");
+    let (mut job, pids) = start_and_find_ranks(&run, &[("BREGMAN_MPI_TIMEOUT", "5")]);
     let signal = |sig: &str| Command::new("kill").args([sig, &pids[1]]).status();
     signal("-STOP").unwrap();
     let stopped = Instant::now();
