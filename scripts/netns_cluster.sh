@@ -8,6 +8,10 @@
 #   bash scripts/netns_cluster.sh run N ARGS... # mpirun -np N ARGS... from host 1, one rank per host
 #   bash scripts/netns_cluster.sh down N
 set -euo pipefail
+if [ $# -lt 2 ]; then
+  echo "usage: $0 up N [RATE] | run N COMMAND... | down N" >&2
+  exit 2
+fi
 cmd=$1 n=$2
 here=$(cd "$(dirname "$0")" && pwd)
 case $cmd in

@@ -110,6 +110,18 @@ impl Conv2d {
         self.weight.value.dim(2)
     }
 
+    /// Whether this layer runs fused with the pooling and ReLU after it on an
+    /// input of shape `x`: `None` when it cannot (sparse path, or not
+    /// [`fusable`]), `Some(Err)` on an input that does not fit the layer,
+    /// `Some(Ok)` when it fuses.
+    fn fuses(&self, x: &[usize], pool: PoolSpec, training: bool) -> Option<Result<(), LayerError>> {
+        if let Err(e) = self.check(x) {
+            return Some(Err(e));
+        }
+        let dense = self.sparse_for(training).is_none();
+        (dense && fusable(x, self.weight.value.shape(), self.spec, pool)).then_some(Ok(()))
+    }
+
     fn check(&self, x: &[usize]) -> Result<(), LayerError> {
         expect_shape(
             &self.name,
@@ -164,14 +176,8 @@ impl Module for Conv2d {
         x: Var,
         pool: PoolSpec,
     ) -> Option<Result<Var, LayerError>> {
-        if let Err(e) = self.check(tape.value(x).shape()) {
+        if let Err(e) = self.fuses(tape.value(x).shape(), pool, true)? {
             return Some(Err(e));
-        }
-        let shape = tape.value(x).shape();
-        if !fusable(shape, self.weight.value.shape(), self.spec, pool)
-            || self.sparse_for(true).is_some()
-        {
-            return None;
         }
         let w = tape.param(&self.weight.value);
         let b = self.bias.as_ref().map(|b| tape.param(&b.value));
@@ -179,13 +185,8 @@ impl Module for Conv2d {
     }
 
     fn infer_pool_relu(&self, x: &Tensor, pool: PoolSpec) -> Option<Result<Tensor, LayerError>> {
-        if let Err(e) = self.check(x.shape()) {
+        if let Err(e) = self.fuses(x.shape(), pool, false)? {
             return Some(Err(e));
-        }
-        if !fusable(x.shape(), self.weight.value.shape(), self.spec, pool)
-            || self.sparse_for(false).is_some()
-        {
-            return None;
         }
         let b = self.bias.as_ref().map(|b| &b.value);
         let y = ops::conv2d_pool_relu::forward(x, &self.weight.value, b, self.spec, pool);

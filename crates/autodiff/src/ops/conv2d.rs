@@ -107,6 +107,41 @@ pub(crate) fn keeps_columns(g: &ConvGeometry) -> bool {
     g.patch_len() >= BIG_GEMM_PATCH && g.out_pixels() < BIG_IMAGE_PIXELS
 }
 
+/// One image's output `Y_n[OC, P] = W_tap · cols_nᵀ + b` (`(oc, pl, p)` =
+/// output channels, patch length, pixels), written over `yn`; the transposed
+/// `cols_n` is read in place. Shared with the fused `conv2d_pool_relu`.
+pub(crate) fn image_output(
+    serial: bool,
+    (oc, pl, p): (usize, usize, usize),
+    w_tap: &[f32],
+    b: Option<&Tensor>,
+    cn: &[f32],
+    yn: &mut [f32],
+) {
+    gemm_in(serial, oc, pl, p, w_tap, false, cn, true, yn);
+    if let Some(b) = b {
+        for (plane, &bo) in yn.chunks_exact_mut(p).zip(b.data()) {
+            plane.iter_mut().for_each(|v| *v += bo);
+        }
+    }
+}
+
+/// The image groups' partial weight gradients added in group order (the
+/// order that makes `∂L/∂W` independent of the thread count).
+pub(crate) fn sum_in_order(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut sum = vec![0.0f32; len];
+    for part in partials {
+        sum.iter_mut().zip(part).for_each(|(d, &v)| *d += v);
+    }
+    sum
+}
+
+/// `∂L/∂W_tap` (`[OC, k·k·C]`) permuted back to `w`'s shape `[OC, C, k, k]`.
+pub(crate) fn weight_from_tap(dw_tap: &[f32], g: &ConvGeometry, w: &Tensor) -> Tensor {
+    let dw = weight_from_tap_major(dw_tap, w.dim(0), g.c, g.kh * g.kw);
+    Tensor::from_vec(w.shape(), dw).expect("weight shape")
+}
+
 /// Forward pass; returns the output, and the `im2col` matrix when backward
 /// needs it ([`keeps_columns`] and `for_backward`).
 ///
@@ -136,14 +171,8 @@ fn forward_with_cols(
     }
     let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
     let images_in_parallel = g.n >= PARALLEL_IMAGES;
-    // `Y_n = W_tap · cols_nᵀ + b` into the image's (zeroed) output block.
     let image_output = |serial: bool, cn: &[f32], yn: &mut [f32]| {
-        gemm_in(serial, oc, pl, p, &w_tap, false, cn, true, yn);
-        if let Some(b) = b {
-            for (plane, &bo) in yn.chunks_exact_mut(p).zip(b.data()) {
-                plane.iter_mut().for_each(|v| *v += bo);
-            }
-        }
+        image_output(serial, (oc, pl, p), &w_tap, b, cn, yn)
     };
     let y_len = g.n * oc * p;
     let (y, cols) = if for_backward && keeps_columns(&g) {
@@ -267,10 +296,7 @@ fn weight_grad_tap(
             acc
         })
         .collect();
-    for part in &partials {
-        dw.iter_mut().zip(part).for_each(|(d, &v)| *d += v);
-    }
-    dw
+    sum_in_order(&partials, oc * pl)
 }
 
 /// `∂L/∂W` (`w`'s shape) from the NCHW output gradient `gd`: `∂L/∂W_tap =
@@ -282,10 +308,7 @@ pub(crate) fn weight_grad(
     g: &ConvGeometry,
     w: &Tensor,
 ) -> Tensor {
-    let oc = w.dim(0);
-    let dw_tap = weight_grad_tap(gd, x, cols, g, oc);
-    let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
-    Tensor::from_vec(w.shape(), dw).expect("weight shape")
+    weight_from_tap(&weight_grad_tap(gd, x, cols, g, w.dim(0)), g, w)
 }
 
 struct Conv2dBackward {

@@ -22,16 +22,17 @@
 
 use std::mem::MaybeUninit;
 
-use bregman_tensor::conv::{
-    col2im_image_channel_major, im2col_image_into, weight_from_tap_major, weight_to_tap_major,
-};
+use bregman_tensor::conv::{col2im_image_channel_major, im2col_image_into, weight_to_tap_major};
 use bregman_tensor::parallel::init_default;
 use bregman_tensor::pool::{maxpool_plane, maxpool_plane_backward};
 use bregman_tensor::reduce::lane_sum;
 use bregman_tensor::{gemm_serial, ConvGeometry, Tensor};
 use rayon::prelude::*;
 
-use super::conv2d::{geometry, keeps_columns, Conv2dSpec, PARALLEL_IMAGES, WEIGHT_GRAD_GROUPS};
+use super::conv2d::{
+    geometry, image_output, keeps_columns, sum_in_order, weight_from_tap, Conv2dSpec,
+    PARALLEL_IMAGES, WEIGHT_GRAD_GROUPS,
+};
 use crate::{Backward, Tape, Var};
 
 /// A max-pooling window: `kernel×kernel`, moved by `stride`, no padding.
@@ -126,12 +127,7 @@ fn forward_with_index(
             let (yn, ixn) = (init_default(yn), init_default(ixn));
             // The convolution's own per-image step (`conv2d::forward_with_cols`).
             im2col_image_into(xn, &g, hwc, cn);
-            gemm_serial(oc, pl, p, &w_tap, false, cn, true, conv, false);
-            if let Some(b) = b {
-                for (plane, &bo) in conv.chunks_exact_mut(p).zip(b.data()) {
-                    plane.iter_mut().for_each(|v| *v += bo);
-                }
-            }
+            image_output(true, (oc, pl, p), &w_tap, b, cn, conv);
             // Pooling and ReLU of each plane while it is in cache.
             let planes = yn.chunks_exact_mut(q).zip(ixn.chunks_exact_mut(q));
             for ((yo, io), co) in planes.zip(conv.chunks_exact(p)) {
@@ -262,14 +258,7 @@ impl Backward for Conv2dPoolReluBackward {
             unsafe { dx.set_len(n * img) };
             Tensor::from_vec(&[n, g.c, g.h, g.w], dx).expect("sizes from geometry")
         });
-        let dw = need_w.then(|| {
-            let mut dw_tap = vec![0.0f32; oc * pl];
-            for part in &partials {
-                dw_tap.iter_mut().zip(part).for_each(|(d, &v)| *d += v);
-            }
-            let dw = weight_from_tap_major(&dw_tap, oc, g.c, g.kh * g.kw);
-            Tensor::from_vec(w.shape(), dw).expect("weight shape")
-        });
+        let dw = need_w.then(|| weight_from_tap(&sum_in_order(&partials, oc * pl), g, w));
         let mut out = vec![dx, dw];
         if inputs.len() == 3 {
             out.push(needs[2].then(|| {
