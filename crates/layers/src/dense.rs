@@ -13,13 +13,14 @@ use std::cell::Ref;
 
 use bregman_autodiff::{ops, Tape, Var, WeightGrad};
 use bregman_tensor::sparse::{sparse_linear_pays, SparseLinear};
+use bregman_tensor::transpose::transpose;
 use bregman_tensor::Tensor;
 use rand::Rng;
 
 use crate::init::{default_bound, uniform};
 use crate::kernels::{Refill, SparseForm};
 use crate::module::expect_shape;
-use crate::{Kernels, LayerError, Module, ParamKind, Parameter};
+use crate::{BatchMajor, Kernels, LayerError, Module, ParamKind, Parameter};
 
 /// The density up to which a masked step (weight gradient on the support)
 /// runs the sparse kernels. Measured by `benches/sparse.rs` on MNIST fc1 at
@@ -129,6 +130,49 @@ impl Module for Dense {
             Some(sparse) => ops::sparse_linear::forward(x, &sparse, b),
             None => ops::linear::forward(x, &self.weight.value, b),
         })
+    }
+
+    /// Batch-major only on the sparse kernels (which read the batch
+    /// contiguous); a layer on the dense GEMM stays row-major.
+    fn batch_major(&self, n: usize, features: usize) -> Option<BatchMajor> {
+        (features == self.input_size() && self.sparse_for(n, false).is_some()).then_some(
+            BatchMajor {
+                features: self.output_size(),
+                pays: true,
+            },
+        )
+    }
+
+    fn infer_batch_major(&self, xt: &mut Tensor) -> Result<(), LayerError> {
+        expect_shape(
+            &self.name,
+            || format!("{} on batch-major input", self.describe()),
+            xt.shape(),
+            &[Some(self.input_size()), None],
+        )?;
+        let n = xt.dim(1);
+        let out = self.output_size();
+        let b = self.bias.as_ref().map(|b| b.value.data());
+        let yt = match self.sparse_for(n, false) {
+            Some(sparse) => sparse.forward_batch_major(xt.data(), n, b),
+            // Not reached after `batch_major` (same weight, same batch), but
+            // correct: the row-major path between two transposes.
+            None => {
+                let x = Tensor::from_vec(
+                    &[n, self.input_size()],
+                    transpose(xt.data(), self.input_size(), n),
+                )
+                .expect("sizes from the layer");
+                let y = ops::linear::forward(
+                    &x,
+                    &self.weight.value,
+                    self.bias.as_ref().map(|b| &b.value),
+                );
+                transpose(y.data(), n, out)
+            }
+        };
+        *xt = Tensor::from_vec(&[out, n], yt).expect("sizes from the layer");
+        Ok(())
     }
 
     fn set_kernels(&mut self, kernels: Kernels) {

@@ -52,7 +52,7 @@ pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use error::LayerError;
 pub use kernels::Kernels;
-pub use module::Module;
+pub use module::{BatchMajor, Module};
 pub use parameter::{join, Buffer, ParamKind, Parameter};
 pub use sequential::Sequential;
 pub use stateless::{Flatten, GlobalAvgPool, MaxPool2d, ReLU};

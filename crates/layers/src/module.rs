@@ -80,10 +80,54 @@ pub trait Module {
         None
     }
 
+    /// Whether this module runs on batch-major activations (`[features, N]`,
+    /// each feature's batch values contiguous) for a batch of `n` with
+    /// `features` input features, and with what output. `None` (the
+    /// default): it has no such path, and a batch-major run of modules
+    /// ([`Sequential`](crate::Sequential) looks for them in inference) ends
+    /// before it.
+    fn batch_major(&self, _n: usize, _features: usize) -> Option<BatchMajor> {
+        None
+    }
+
+    /// [`Module::infer`] on batch-major activations: replaces `xt`
+    /// (`[features, N]`) by this module's output (`[out features, N]`). Only
+    /// called after [`Module::batch_major`] answered `Some` for this shape.
+    ///
+    /// **Errors** if the input shape does not fit, naming the layer (the
+    /// default, for modules without a batch-major path, always does).
+    fn infer_batch_major(&self, xt: &mut Tensor) -> Result<(), LayerError> {
+        Err(LayerError::Shape {
+            layer: String::new(),
+            what: format!("{} (no batch-major path)", self.describe()),
+            expected: "[N, ...] (row-major)".into(),
+            got: xt.shape().to_vec(),
+        })
+    }
+
+    /// Whether this module is a flatten (a batch-major run may start at it
+    /// on an input of any rank, see [`Module::batch_major`]).
+    fn is_flatten(&self) -> bool {
+        false
+    }
+
     /// Total number of trainable scalars.
     fn num_params(&self) -> usize {
         self.params().iter().map(|p| p.value.len()).sum()
     }
+}
+
+/// What a module does on batch-major activations ([`Module::batch_major`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMajor {
+    /// Features of its output (`[features, N]`).
+    pub features: usize,
+    /// Whether the module is faster in this layout than row-major: a dense
+    /// layer on its sparse kernels, which read the batch contiguous and would
+    /// otherwise transpose their input and output themselves. A run of
+    /// batch-major modules is only taken when one of them pays; the others
+    /// (activations, flatten) merely pass the layout on.
+    pub pays: bool,
 }
 
 /// Errors unless `x` has the given rank and the listed dimensions

@@ -1,10 +1,11 @@
 //! `Sequential`: named children applied one after another.
 
 use bregman_autodiff::{PoolSpec, Tape, Var, WeightGrad};
+use bregman_tensor::transpose::transpose;
 use bregman_tensor::Tensor;
 
 use crate::parameter::join;
-use crate::{Buffer, Kernels, LayerError, Module, Parameter};
+use crate::{BatchMajor, Buffer, Kernels, LayerError, Module, Parameter};
 
 /// A chain of modules; each child has a name (`"0"`, `"1"`, ... or `"conv1"`),
 /// which becomes part of its parameters' names.
@@ -47,6 +48,48 @@ impl Sequential {
         self.children.get(i + 2)?.1.is_relu().then_some(pool)
     }
 
+    /// The end of the batch-major run of children starting at child `i`
+    /// for the input `x`, if one pays (see [`Module::batch_major`]): the
+    /// longest chain of children with a batch-major path that contains a
+    /// layer faster in that layout. A run starts on a row-major `[N, F]`
+    /// input, or at a flatten on any rank, for a batch of two or more (a
+    /// single image's activations are their own transposes: the layers take
+    /// no transposes then, and a run would only add copies).
+    fn batch_major_run(&self, i: usize, x: &Tensor) -> Option<usize> {
+        let starts = x.ndim() == 2 || (x.ndim() > 2 && self.children.get(i)?.1.is_flatten());
+        let n = x.shape().first().copied().filter(|&n| n > 1)?;
+        if !starts {
+            return None;
+        }
+        let (mut features, mut pays, mut end) = (x.len() / n, false, i);
+        while let Some(step) = self
+            .children
+            .get(end)
+            .and_then(|(_, m)| m.batch_major(n, features))
+        {
+            (features, pays, end) = (step.features, pays || step.pays, end + 1);
+        }
+        pays.then_some(end)
+    }
+
+    /// Children `run` on `x` in the batch-major layout: `x` (as `[N, F]`) is
+    /// transposed once on the way in and the output once on the way out,
+    /// instead of around every sparse layer.
+    fn infer_run(&self, run: std::ops::Range<usize>, x: &Tensor) -> Result<Tensor, LayerError> {
+        let n = x.dim(0);
+        let features = x.len() / n;
+        let mut xt = Tensor::from_vec(&[features, n], transpose(x.data(), n, features))
+            .expect("sizes from the input");
+        for (_, m) in &self.children[run] {
+            m.infer_batch_major(&mut xt)?;
+        }
+        let features = xt.dim(0);
+        Ok(
+            Tensor::from_vec(&[n, features], transpose(xt.data(), features, n))
+                .expect("sizes from the output"),
+        )
+    }
+
     fn rename_children(&mut self) {
         for (n, m) in &mut self.children {
             m.rename(&join(&self.name, n));
@@ -74,11 +117,21 @@ impl Module for Sequential {
         Ok(x)
     }
 
+    /// The children one after another, with the fusions of
+    /// [`Sequential::forward`], and with runs of layers that are faster on
+    /// batch-major activations (dense layers on sparse kernels, with the
+    /// activations between them) computed in that layout from the run's
+    /// first input to its last output (the same bits).
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
         let mut y: Option<Tensor> = None;
         let mut i = 0;
         while let Some((_, m)) = self.children.get(i) {
             let input = y.as_ref().unwrap_or(x);
+            if let Some(end) = self.batch_major_run(i, input) {
+                y = Some(self.infer_run(i..end, input)?);
+                i = end;
+                continue;
+            }
             if let Some(pool) = self.pool_relu_after(i) {
                 if let Some(out) = m.infer_pool_relu(input, pool) {
                     y = Some(out?);
@@ -90,6 +143,29 @@ impl Module for Sequential {
             i += 1;
         }
         Ok(y.unwrap_or_else(|| x.clone()))
+    }
+
+    /// Batch-major when every child is.
+    fn batch_major(&self, n: usize, features: usize) -> Option<BatchMajor> {
+        self.children.iter().try_fold(
+            BatchMajor {
+                features,
+                pays: false,
+            },
+            |acc, (_, m)| {
+                let step = m.batch_major(n, acc.features)?;
+                Some(BatchMajor {
+                    features: step.features,
+                    pays: acc.pays || step.pays,
+                })
+            },
+        )
+    }
+
+    fn infer_batch_major(&self, xt: &mut Tensor) -> Result<(), LayerError> {
+        self.children
+            .iter()
+            .try_for_each(|(_, m)| m.infer_batch_major(xt))
     }
 
     fn set_training(&mut self, training: bool) {

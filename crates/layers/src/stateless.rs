@@ -1,12 +1,13 @@
 //! Layers without parameters: `ReLU`, `MaxPool2d`, `Flatten`, `GlobalAvgPool`.
 
+use bregman_autodiff::ops;
 use bregman_autodiff::ops::relu::Relu;
-use bregman_autodiff::ops::{self, unary};
+use bregman_autodiff::ops::unary::{self, UnaryDerivative};
 use bregman_autodiff::{PoolSpec, Tape, Var};
 use bregman_tensor::Tensor;
 
 use crate::module::expect_shape;
-use crate::{LayerError, Module, Parameter};
+use crate::{BatchMajor, LayerError, Module, Parameter};
 
 macro_rules! no_params {
     () => {
@@ -44,6 +45,17 @@ impl Module for ReLU {
     }
     fn infer(&self, x: &Tensor) -> Result<Tensor, LayerError> {
         Ok(unary::forward::<Relu>(x))
+    }
+    fn batch_major(&self, _n: usize, features: usize) -> Option<BatchMajor> {
+        Some(BatchMajor {
+            features,
+            pays: false,
+        })
+    }
+    fn infer_batch_major(&self, xt: &mut Tensor) -> Result<(), LayerError> {
+        // Element-wise: the layout does not matter.
+        xt.data_mut().iter_mut().for_each(|v| *v = Relu::f(*v));
+        Ok(())
     }
     fn describe(&self) -> String {
         "ReLU".into()
@@ -144,6 +156,19 @@ impl Module for Flatten {
         let n = x.shape()[0];
         let rest = x.len().checked_div(n).unwrap_or(0);
         Ok(x.clone().reshape(&[n, rest]).expect("same element count"))
+    }
+    fn is_flatten(&self) -> bool {
+        true
+    }
+    fn batch_major(&self, _n: usize, features: usize) -> Option<BatchMajor> {
+        Some(BatchMajor {
+            features,
+            pays: false,
+        })
+    }
+    fn infer_batch_major(&self, _xt: &mut Tensor) -> Result<(), LayerError> {
+        // Batch-major activations are `[features, N]` already.
+        Ok(())
     }
     fn describe(&self) -> String {
         "Flatten".into()

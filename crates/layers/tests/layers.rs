@@ -568,3 +568,117 @@ fn sequential_fuses_conv_pool_relu_with_the_same_bits() {
     sparse.forward(&mut tape, v).expect("forward");
     assert_eq!(tape.len(), len_plain - 2, "only the second chain is fused");
 }
+
+/// Every non-zero of `m`'s weights (not its biases) but one in `keep`.
+fn sparsify(m: &mut dyn Module, keep: usize) {
+    for p in m.params_mut() {
+        if p.kind == ParamKind::Bias {
+            continue;
+        }
+        for (i, w) in p.value.data_mut().iter_mut().enumerate() {
+            if (i * 7919) % keep != 0 {
+                *w = 0.0;
+            }
+        }
+    }
+}
+
+/// `models::mlp(widths)` with `model`'s parameters as separate layers, each
+/// applied with its own `infer`: every dense layer transposes around its own
+/// sparse kernel (the row-major path).
+fn infer_layer_by_layer(model: &Sequential, widths: &[usize], x: &Tensor) -> Tensor {
+    let mut layers: Vec<Box<dyn Module>> = vec![Box::new(Flatten::new())];
+    for (i, w) in widths.windows(2).enumerate() {
+        layers.push(Box::new(Dense::new(w[0], w[1], &mut rng(0))));
+        if i + 2 < widths.len() {
+            layers.push(Box::new(ReLU::new()));
+        }
+    }
+    let mut values = model.params().into_iter().map(|p| p.value.clone());
+    for layer in &mut layers {
+        for p in layer.params_mut() {
+            p.value = values.next().unwrap();
+        }
+    }
+    assert!(values.next().is_none());
+    let mut y = x.clone();
+    for layer in &layers {
+        y = layer.infer(&y).unwrap();
+    }
+    y
+}
+
+/// The MNIST MLP at ~3% density, and a small MLP whose first layer is
+/// sparse (5%) and second one is not (50%: dense kernels).
+fn sparse_mlps() -> [(Sequential, Vec<usize>, Vec<usize>); 2] {
+    let mut r = rng(81);
+    let mut mlp = models::mlp(&[784, 200, 80, 10], &mut r);
+    sparsify(&mut mlp, 33);
+    let mut mixed = models::mlp(&[60, 40, 30, 10], &mut r);
+    {
+        let mut params = mixed.params_mut();
+        for (i, w) in params[0].value.data_mut().iter_mut().enumerate() {
+            if i % 20 != 0 {
+                *w = 0.0;
+            }
+        }
+        for (i, w) in params[2].value.data_mut().iter_mut().enumerate() {
+            if i % 2 != 0 {
+                *w = 0.0;
+            }
+        }
+    }
+    [
+        (mlp, vec![784, 200, 80, 10], vec![1, 28, 28]),
+        (mixed, vec![60, 40, 30, 10], vec![60]),
+    ]
+}
+
+/// `Sequential::infer` runs a chain of sparse dense layers (with their
+/// flatten and ReLUs) on batch-major activations, transposing only at the
+/// chain's ends: the same bits as the layers one by one, for batches of one,
+/// one block, several blocks and odd sizes, on 1 and 2 threads; a dense
+/// layer in the middle ends the chain (still the same bits); wrong input
+/// shapes are still reported; and the result is the dense kernels' function.
+#[test]
+fn sparse_dense_chains_infer_batch_major_with_the_same_bits() {
+    use bregman_layers::Kernels;
+    let outputs = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut all = Vec::new();
+            for (model, widths, shape) in sparse_mlps() {
+                for n in [1, 5, 64, 128, 131] {
+                    let mut s = vec![n];
+                    s.extend(&shape);
+                    let x = rand_tensor(&s, n as u64);
+                    let want = infer_layer_by_layer(&model, &widths, &x);
+                    let got = model.infer(&x).unwrap();
+                    assert_eq!(got.shape(), want.shape());
+                    assert!(
+                        got.data() == want.data(),
+                        "{} batch {n}, {threads} threads: not the same bits",
+                        model.describe()
+                    );
+                    all.push(got);
+                }
+            }
+            all
+        })
+    };
+    assert!(outputs(1) == outputs(2), "1 and 2 threads differ");
+    // The function of the dense kernels.
+    let [(mut mlp, _, _), _] = sparse_mlps();
+    let x = rand_tensor(&[32, 1, 28, 28], 3);
+    let sparse = mlp.infer(&x).unwrap();
+    mlp.set_kernels(Kernels::Dense);
+    let dense = mlp.infer(&x).unwrap();
+    assert!(sparse.max_abs_diff(&dense) < 1e-5);
+    mlp.set_kernels(Kernels::Auto);
+    // A bad feature count is still a shape error naming the layer.
+    let err = mlp.infer(&rand_tensor(&[8, 783], 4)).unwrap_err();
+    assert!(err.to_string().contains("784"), "{err}");
+}

@@ -148,19 +148,40 @@ impl SparseLinear {
             n * input,
             "SparseLinear: input is not [{input}, {n}]"
         );
+        let yt = self.forward_batch_major(xt, n, bias);
+        let mut y = vec![0.0; n * out];
+        crate::transpose::transpose_into(&yt, out, n, &mut y);
+        y
+    }
+
+    /// `Yᵀ = W·Xᵀ + b` on batch-contiguous activations: `Xᵀ: [in, n]` to
+    /// `Yᵀ: [out, n]`, nothing transposed. A chain of sparse layers runs
+    /// in this layout from its first layer's input to its last one's output
+    /// (SparseProp's layout), so only the chain's ends are transposed. The
+    /// same bits as [`SparseLinear::forward`] (each output is the same chain
+    /// of multiply-adds, the bias added last).
+    ///
+    /// **Panics** if `xt.len() != in·n` or the bias does not have `out` values.
+    pub fn forward_batch_major(&self, xt: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        let (out, input) = (self.out_features(), self.in_features());
+        assert_eq!(
+            xt.len(),
+            n * input,
+            "SparseLinear: input is not [{input}, {n}]"
+        );
         let mut yt = vec![0.0; out * n];
         if n > 0 {
             spmm(&self.w, xt, n, n, &mut yt, true);
         }
-        let mut y = vec![0.0; n * out];
-        crate::transpose::transpose_into(&yt, out, n, &mut y);
         if let Some(b) = bias {
             assert_eq!(b.len(), out, "SparseLinear: bias is not [{out}]");
-            for row in y.chunks_exact_mut(out) {
-                row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+            if n > 0 {
+                for (row, &b) in yt.chunks_exact_mut(n).zip(b) {
+                    row.iter_mut().for_each(|v| *v += b);
+                }
             }
         }
-        y
+        yt
     }
 
     /// `Xᵀ: [in, n]` for `X: [n, in]`, the operand of
@@ -351,6 +372,10 @@ mod tests {
             // The batch-contiguous path: the same bits as the two above.
             let xt = s.transpose_input(&x, n);
             assert_eq!(s.weight_grad_transposed(&g, &xt, n), dw);
+            let y_bm = s.forward_batch_major(&xt, n, Some(&b));
+            let mut y_back = vec![0.0; n * out];
+            transpose_into(&y_bm, out, n, &mut y_back);
+            assert_eq!(y_back, y, "batch-major forward {n}×{input}→{out}");
             let yt = s.forward_transposed(&xt, n, Some(&b));
             assert!(
                 close(&yt, want_y.data()),
