@@ -280,3 +280,86 @@ fn fused_op_gives_the_same_bits_on_1_2_and_4_threads() {
         assert!(on(threads) == one, "{threads} threads differ from 1");
     }
 }
+
+/// The sparse path's fused inference (`sparse_conv2d::forward_pool_relu`)
+/// gives the bits of the sparse convolution, max pooling and ReLU run one
+/// after another, at densities from 0 to 1, on the stride-1 cases (the sparse
+/// kernels take stride 1 only) and with padding, for batches of one and
+/// more (serial and parallel images); what does not fit is refused.
+#[test]
+fn sparse_fused_inference_gives_the_bits_of_the_three_ops() {
+    use bregman_autodiff::ops::{maxpool2d, relu::Relu, sparse_conv2d, unary};
+    use bregman_tensor::sparse::SparseConv;
+    let s1p1 = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+    };
+    let mut all = cases();
+    all.retain(|c| c.spec.stride == 1);
+    all.push(Case {
+        x: [3, 2, 8, 7],
+        w: [4, 2, 3, 3],
+        spec: s1p1,
+        pool: PoolSpec {
+            kernel: 2,
+            stride: 2,
+        },
+        bias: true,
+        x_grad: false,
+    });
+    for case in &all {
+        for density in [0.0, 0.05, 0.3, 1.0] {
+            for n in [1, case.x[0]] {
+                let mut xs = case.x;
+                xs[0] = n;
+                let x = coarse(&xs, 1);
+                let mut w = coarse(&case.w, 2);
+                let keep = (density * 1000.0) as usize;
+                for (i, v) in w.data_mut().iter_mut().enumerate() {
+                    if (i * 7919) % 1000 >= keep {
+                        *v = 0.0;
+                    }
+                }
+                let b = case.bias.then(|| coarse(&[case.w[0]], 3));
+                let sparse = SparseConv::from_dense(w.data(), case.w);
+                assert!(sparse_conv2d::pool_fits(&xs, case.w, case.spec, case.pool));
+                let fused =
+                    sparse_conv2d::forward_pool_relu(&x, &sparse, b.as_ref(), case.spec, case.pool);
+                let conv = sparse_conv2d::forward(&x, &sparse, b.as_ref(), case.spec);
+                let pooled = maxpool2d::forward(&conv, case.pool.kernel, case.pool.stride);
+                let want = unary::forward::<Relu>(&pooled);
+                assert_eq!(fused.shape(), want.shape());
+                assert!(
+                    fused.data() == want.data(),
+                    "{:?} {:?} batch {n} density {density}",
+                    case.x,
+                    case.w
+                );
+            }
+        }
+    }
+    let pool = |kernel, stride| PoolSpec { kernel, stride };
+    // A window larger than the output, a stride-2 convolution, wrong channels.
+    assert!(!sparse_conv2d::pool_fits(
+        &[2, 1, 6, 6],
+        [3, 1, 5, 5],
+        all[0].spec,
+        pool(3, 1)
+    ));
+    let s2 = Conv2dSpec {
+        stride: 2,
+        padding: 0,
+    };
+    assert!(!sparse_conv2d::pool_fits(
+        &[2, 1, 9, 9],
+        [3, 1, 3, 3],
+        s2,
+        pool(2, 2)
+    ));
+    assert!(!sparse_conv2d::pool_fits(
+        &[2, 2, 9, 9],
+        [3, 1, 3, 3],
+        all[0].spec,
+        pool(2, 2)
+    ));
+}

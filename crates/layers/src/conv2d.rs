@@ -184,7 +184,21 @@ impl Module for Conv2d {
         Some(Ok(tape.conv2d_pool_relu(x, w, b, self.spec, pool)))
     }
 
+    /// Fused on both paths: the sparse one pools each image's output of
+    /// the sparse kernel while it is in cache
+    /// ([`ops::sparse_conv2d::forward_pool_relu`]).
     fn infer_pool_relu(&self, x: &Tensor, pool: PoolSpec) -> Option<Result<Tensor, LayerError>> {
+        if let Err(e) = self.check(x.shape()) {
+            return Some(Err(e));
+        }
+        if let Some(sparse) = self.sparse_for(false) {
+            if !ops::sparse_conv2d::pool_fits(x.shape(), sparse.shape(), self.spec, pool) {
+                return None;
+            }
+            let b = self.bias.as_ref().map(|b| &b.value);
+            let y = ops::sparse_conv2d::forward_pool_relu(x, &sparse, b, self.spec, pool);
+            return Some(Ok(y));
+        }
         if let Err(e) = self.fuses(x.shape(), pool, false)? {
             return Some(Err(e));
         }

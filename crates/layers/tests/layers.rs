@@ -565,8 +565,17 @@ fn sequential_fuses_conv_pool_relu_with_the_same_bits() {
     }
     let mut tape = Tape::new();
     let v = tape.leaf(x.clone());
-    sparse.forward(&mut tape, v).expect("forward");
+    let y = sparse.forward(&mut tape, v).expect("forward");
     assert_eq!(tape.len(), len_plain - 2, "only the second chain is fused");
+    // In inference the sparse path fuses too: the same bits as the children
+    // one by one (and as the tape's forward).
+    let mut plain = x.clone();
+    for (_, m) in sparse.children() {
+        plain = m.infer(&plain).expect("infer");
+    }
+    let fused = sparse.infer(&x).expect("infer");
+    assert_eq!(fused.data(), plain.data());
+    assert_eq!(fused.data(), tape.value(y).data());
 }
 
 /// Every non-zero of `m`'s weights (not its biases) but one in `keep`.

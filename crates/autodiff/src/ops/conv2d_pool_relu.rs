@@ -45,7 +45,7 @@ pub struct PoolSpec {
 }
 
 /// The geometry of pooling the convolution's output, if the window fits.
-fn pool_geometry(g: &ConvGeometry, oc: usize, pool: PoolSpec) -> Option<ConvGeometry> {
+pub(crate) fn pool_geometry(g: &ConvGeometry, oc: usize, pool: PoolSpec) -> Option<ConvGeometry> {
     ConvGeometry::new(
         &[g.n, oc, g.oh, g.ow],
         pool.kernel,

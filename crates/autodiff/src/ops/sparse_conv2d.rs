@@ -12,7 +12,15 @@ use std::ops::Deref;
 use bregman_tensor::sparse::{ConvScratch, SparseConv};
 use bregman_tensor::{ConvGeometry, Tensor};
 
-use bregman_tensor::parallel::written_chunks;
+use std::mem::MaybeUninit;
+
+use bregman_tensor::parallel::{written_chunks, zeroed_chunks};
+use bregman_tensor::pool::maxpool_plane;
+
+use crate::ops::conv2d_pool_relu::pool_geometry;
+use crate::ops::relu::Relu;
+use crate::ops::unary::UnaryDerivative;
+use crate::PoolSpec;
 
 use crate::ops::conv2d::{geometry, weight_grad, Conv2dSpec, PARALLEL_IMAGES};
 use crate::{Backward, Tape, Var, WeightGrad};
@@ -54,6 +62,90 @@ pub fn forward(x: &Tensor, w: &SparseConv, b: Option<&Tensor>, spec: Conv2dSpec)
         )
     };
     Tensor::from_vec(&[g.n, oc, g.oh, g.ow], y).expect("sizes from geometry")
+}
+
+/// Whether [`forward_pool_relu`] takes an input of shape `x_shape` for a
+/// weight of shape `w_shape`: a 4-d input with the weight's channels, and a
+/// pooling window that fits the convolution's non-empty output.
+pub fn pool_fits(x_shape: &[usize], w_shape: [usize; 4], spec: Conv2dSpec, pool: PoolSpec) -> bool {
+    if x_shape.len() != 4 || x_shape[1] != w_shape[1] || spec.stride != 1 {
+        return false;
+    }
+    ConvGeometry::new(x_shape, w_shape[2], w_shape[3], spec.stride, spec.padding)
+        .ok()
+        .filter(|g| g.out_pixels() > 0)
+        .and_then(|g| pool_geometry(&g, w_shape[0], pool))
+        .is_some_and(|pg| pg.out_pixels() > 0)
+}
+
+/// [`forward`], then `kernel×kernel` max pooling and ReLU, without a tape:
+/// `relu(maxpool(conv2d(x, W) + b))` image by image, each image's
+/// convolution output kept in a per-task buffer and pooled while it is in
+/// cache (as [`crate::ops::conv2d_pool_relu`] does on the dense path), so the
+/// full-size convolution output is never written. The same bits as the three
+/// ops one after another (the same per-image product, the same pooling
+/// kernel, the same ReLU).
+///
+/// **Panics** unless [`pool_fits`], or on a bias that does not fit.
+pub fn forward_pool_relu(
+    x: &Tensor,
+    w: &SparseConv,
+    b: Option<&Tensor>,
+    spec: Conv2dSpec,
+    pool: PoolSpec,
+) -> Tensor {
+    assert!(
+        pool_fits(x.shape(), w.shape(), spec, pool),
+        "sparse conv2d: input {:?}, weight {:?}, {pool:?} cannot be fused (check `pool_fits`)",
+        x.shape(),
+        w.shape()
+    );
+    let g = geometry(x, &w.shape(), spec);
+    let oc = w.shape()[0];
+    let pg = pool_geometry(&g, oc, pool).expect("checked by `pool_fits`");
+    if let Some(b) = b {
+        assert!(
+            b.ndim() == 1 && b.len() == oc,
+            "conv2d: bias {:?} does not fit weight {:?} (need [OC])",
+            b.shape(),
+            w.shape()
+        );
+    }
+    let (img, p, q) = (g.c * g.h * g.w, g.out_pixels(), pg.out_pixels());
+    let plan = w.plan(&g);
+    let xd = x.data();
+    // Per task: the product's scratch, one image's convolution output, and
+    // the pooling's (unused) window indices of one plane.
+    let scratch = || {
+        (
+            ConvScratch::default(),
+            vec![MaybeUninit::<f32>::uninit(); oc * p],
+            vec![0u32; q],
+        )
+    };
+    let y = zeroed_chunks(
+        g.n * oc * q,
+        oc * q,
+        g.n >= PARALLEL_IMAGES,
+        scratch,
+        |(scratch, conv, ix), i, yn| {
+            w.forward_image(
+                &xd[i * img..][..img],
+                &plan,
+                b.map(|b| b.data()),
+                conv,
+                scratch,
+            );
+            // SAFETY: `forward_image` wrote every value of `conv`.
+            let conv: &[f32] =
+                unsafe { &*(conv.as_slice() as *const [MaybeUninit<f32>] as *const [f32]) };
+            for (yo, co) in yn.chunks_exact_mut(q).zip(conv.chunks_exact(p)) {
+                maxpool_plane(yo, ix, co, &pg);
+                yo.iter_mut().for_each(|v| *v = Relu::f(*v));
+            }
+        },
+    );
+    Tensor::from_vec(&[g.n, oc, pg.oh, pg.ow], y).expect("sizes from geometry")
 }
 
 struct SparseConv2dBackward<S> {
