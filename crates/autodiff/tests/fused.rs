@@ -3,6 +3,7 @@
 //! finite-difference gradient check of its own.
 
 use bregman_autodiff::ops::conv2d_pool_relu::{self, fusable};
+use bregman_autodiff::ops::sparse_conv2d;
 use bregman_autodiff::{check_gradients, Conv2dSpec, PoolSpec, Tape};
 use bregman_tensor::Tensor;
 use rand::{Rng, SeedableRng};
@@ -288,7 +289,7 @@ fn fused_op_gives_the_same_bits_on_1_2_and_4_threads() {
 /// more (serial and parallel images); what does not fit is refused.
 #[test]
 fn sparse_fused_inference_gives_the_bits_of_the_three_ops() {
-    use bregman_autodiff::ops::{maxpool2d, relu::Relu, sparse_conv2d, unary};
+    use bregman_autodiff::ops::{maxpool2d, relu::Relu, unary};
     use bregman_tensor::sparse::SparseConv;
     let s1p1 = Conv2dSpec {
         stride: 1,
@@ -362,4 +363,82 @@ fn sparse_fused_inference_gives_the_bits_of_the_three_ops() {
         all[0].spec,
         pool(2, 2)
     ));
+}
+
+/// [`run`] on the sparse path: `sparse_conv2d_pool_relu` (fused) or
+/// `sparse_conv2d → maxpool2d → relu`, with `sparse` the form of `w`.
+fn run_sparse(
+    case: &Case,
+    (x, w, b, r): (&Tensor, &Tensor, &Tensor, &Tensor),
+    sparse: &bregman_tensor::sparse::SparseConv,
+    fused: bool,
+) -> Vec<Vec<f32>> {
+    let mut tape = Tape::new();
+    let xv = if case.x_grad {
+        tape.leaf(x.clone())
+    } else {
+        tape.constant(x.clone())
+    };
+    let (wv, bv) = (tape.param(w), tape.param(b));
+    let bv = case.bias.then_some(bv);
+    let y = if fused {
+        tape.sparse_conv2d_pool_relu(xv, wv, bv, case.spec, case.pool, sparse)
+    } else {
+        let c = tape.sparse_conv2d(xv, wv, bv, case.spec, sparse);
+        let p = tape.maxpool2d(c, case.pool.kernel, case.pool.stride);
+        tape.relu(p)
+    };
+    let rv = tape.constant(r.clone());
+    let weighted = tape.mul(y, rv);
+    let loss = tape.sum(weighted);
+    tape.backward(loss);
+    let mut out = vec![tape.value(y).data().to_vec()];
+    let mut vars = vec![wv];
+    if case.x_grad {
+        vars.push(xv);
+    }
+    vars.extend(bv);
+    for v in vars {
+        out.push(tape.grad(v).expect("gradient").data().to_vec());
+    }
+    out
+}
+
+/// The fused op on the sparse path (training): forward and every gradient
+/// (the dense weight gradient, the sparse input gradient, the bias) give the
+/// bits of the sparse convolution, max pooling and ReLU run one by one, at
+/// densities from 0 to 1, on the stride-1 cases.
+#[test]
+fn sparse_fused_op_gives_the_bits_of_the_three_ops() {
+    use bregman_tensor::sparse::SparseConv;
+    for (i, case) in cases().iter().enumerate() {
+        if case.spec.stride != 1 {
+            continue;
+        }
+        for density in [0.0, 0.05, 0.3, 1.0] {
+            let s = i as u64 * 100;
+            let (x, mut w, b) = (
+                coarse(&case.x, s),
+                coarse(&case.w, s + 1),
+                coarse(&[case.w[0]], s + 2),
+            );
+            let keep = (density * 1000.0) as usize;
+            for (j, v) in w.data_mut().iter_mut().enumerate() {
+                if (j * 7919) % 1000 >= keep {
+                    *v = 0.0;
+                }
+            }
+            let sparse = SparseConv::from_dense(w.data(), case.w);
+            let y = sparse_conv2d::forward_pool_relu(&x, &sparse, None, case.spec, case.pool);
+            let r = random(y.shape(), s + 3);
+            let fused = run_sparse(case, (&x, &w, &b, &r), &sparse, true);
+            let unfused = run_sparse(case, (&x, &w, &b, &r), &sparse, false);
+            assert_eq!(fused.len(), unfused.len());
+            for (k, (f, u)) in fused.iter().zip(&unfused).enumerate() {
+                let same =
+                    f.len() == u.len() && f.iter().zip(u).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "case {i}, density {density}: output {k} differs");
+            }
+        }
+    }
 }

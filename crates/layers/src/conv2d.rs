@@ -111,15 +111,25 @@ impl Conv2d {
     }
 
     /// Whether this layer runs fused with the pooling and ReLU after it on an
-    /// input of shape `x`: `None` when it cannot (sparse path, or not
-    /// [`fusable`]), `Some(Err)` on an input that does not fit the layer,
-    /// `Some(Ok)` when it fuses.
-    fn fuses(&self, x: &[usize], pool: PoolSpec, training: bool) -> Option<Result<(), LayerError>> {
+    /// input of shape `x`: `None` when it cannot (not [`fusable`], or a
+    /// training pass whose weight gradient is on the support only — the
+    /// masked steps keep their own sampled product), `Some(Err)` on an input
+    /// that does not fit the layer, `Some(Ok(sparse))` when it fuses, with the
+    /// sparse form when the sparse kernels run.
+    #[allow(clippy::type_complexity)]
+    fn fuses(
+        &self,
+        x: &[usize],
+        pool: PoolSpec,
+        training: bool,
+    ) -> Option<Result<Option<Ref<'_, SparseConv>>, LayerError>> {
         if let Err(e) = self.check(x) {
             return Some(Err(e));
         }
-        let dense = self.sparse_for(training).is_none();
-        (dense && fusable(x, self.weight.value.shape(), self.spec, pool)).then_some(Ok(()))
+        let sparse = self.sparse_for(training);
+        let masked =
+            training && sparse.is_some() && self.sparse.weight_grad() == WeightGrad::Support;
+        (!masked && fusable(x, self.weight.value.shape(), self.spec, pool)).then_some(Ok(sparse))
     }
 
     fn check(&self, x: &[usize]) -> Result<(), LayerError> {
@@ -168,20 +178,24 @@ impl Module for Conv2d {
         })
     }
 
-    /// Fused with the pooling and ReLU after it on the dense path, when
-    /// [`fusable`]; the sparse path runs the three ops one by one.
+    /// Fused with the pooling and ReLU after it, when [`fusable`], on the
+    /// dense and the sparse path (not in masked steps).
     fn forward_pool_relu<'a>(
         &'a self,
         tape: &mut Tape<'a>,
         x: Var,
         pool: PoolSpec,
     ) -> Option<Result<Var, LayerError>> {
-        if let Err(e) = self.fuses(tape.value(x).shape(), pool, true)? {
-            return Some(Err(e));
-        }
+        let sparse = match self.fuses(tape.value(x).shape(), pool, true)? {
+            Ok(sparse) => sparse,
+            Err(e) => return Some(Err(e)),
+        };
         let w = tape.param(&self.weight.value);
         let b = self.bias.as_ref().map(|b| tape.param(&b.value));
-        Some(Ok(tape.conv2d_pool_relu(x, w, b, self.spec, pool)))
+        Some(Ok(match sparse {
+            Some(sparse) => tape.sparse_conv2d_pool_relu(x, w, b, self.spec, pool, sparse),
+            None => tape.conv2d_pool_relu(x, w, b, self.spec, pool),
+        }))
     }
 
     /// Fused on both paths: the sparse one pools each image's output of
@@ -202,6 +216,7 @@ impl Module for Conv2d {
         if let Err(e) = self.fuses(x.shape(), pool, false)? {
             return Some(Err(e));
         }
+        // (The sparse form was taken above whenever it runs.)
         let b = self.bias.as_ref().map(|b| &b.value);
         let y = ops::conv2d_pool_relu::forward(x, &self.weight.value, b, self.spec, pool);
         Some(Ok(y))

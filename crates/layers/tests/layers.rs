@@ -554,7 +554,9 @@ fn sequential_fuses_conv_pool_relu_with_the_same_bits() {
     assert_eq!(len_plain - len_fused, 4, "two fused ops replace six");
     assert_eq!(model.infer(&x).expect("infer").data(), y_plain.data());
 
-    // 1% of the first convolution's weights: its sparse path runs unfused.
+    // 1% of the first convolution's weights: its sparse path fuses too, in
+    // training and inference, with the bits of the children one by one; in
+    // masked steps (weight gradient on the support) it runs unfused.
     let mut sparse = model;
     for p in sparse.params_mut().into_iter().take(1) {
         p.value
@@ -563,19 +565,49 @@ fn sequential_fuses_conv_pool_relu_with_the_same_bits() {
             .enumerate()
             .for_each(|(i, w)| *w = if i % 100 == 0 { *w } else { 0.0 });
     }
-    let mut tape = Tape::new();
-    let v = tape.leaf(x.clone());
-    let y = sparse.forward(&mut tape, v).expect("forward");
-    assert_eq!(tape.len(), len_plain - 2, "only the second chain is fused");
-    // In inference the sparse path fuses too: the same bits as the children
-    // one by one (and as the tape's forward).
+    let run = |model: &Sequential, fused: bool| {
+        let mut tape = Tape::new();
+        let xv = tape.leaf(x.clone());
+        let mut v = xv;
+        if fused {
+            v = model.forward(&mut tape, v).expect("forward");
+        } else {
+            for (_, m) in model.children() {
+                v = m.forward(&mut tape, v).expect("forward");
+            }
+        }
+        let (out, nodes) = (tape.value(v).clone(), tape.len());
+        let loss = tape.sum(v);
+        tape.backward(loss);
+        let mut grads: Vec<Vec<f32>> = model
+            .params()
+            .iter()
+            .map(|p| tape.grad_of(&p.value).expect("grad").data().to_vec())
+            .collect();
+        grads.push(tape.grad(xv).expect("input grad").data().to_vec());
+        (out, grads, nodes)
+    };
+    let (y_fused, g_fused, len) = run(&sparse, true);
+    let (y_plain, g_plain, _) = run(&sparse, false);
+    assert_eq!(len, len_fused, "both chains are fused");
+    assert_eq!(y_fused.data(), y_plain.data());
+    assert_eq!(g_fused, g_plain);
     let mut plain = x.clone();
     for (_, m) in sparse.children() {
         plain = m.infer(&plain).expect("infer");
     }
-    let fused = sparse.infer(&x).expect("infer");
-    assert_eq!(fused.data(), plain.data());
-    assert_eq!(fused.data(), tape.value(y).data());
+    let inferred = sparse.infer(&x).expect("infer");
+    assert_eq!(inferred.data(), plain.data());
+    assert_eq!(inferred.data(), y_plain.data());
+    sparse.set_weight_grad(bregman_autodiff::WeightGrad::Support);
+    let mut tape = Tape::new();
+    let v = tape.leaf(x.clone());
+    sparse.forward(&mut tape, v).expect("forward");
+    assert_eq!(
+        tape.len(),
+        len_plain - 2,
+        "masked: only the dense chain is fused"
+    );
 }
 
 /// Every non-zero of `m`'s weights (not its biases) but one in `keep`.

@@ -10,6 +10,10 @@
 //! (routed to the window maxima, masked by the ReLU) right before the
 //! image's weight- and input-gradient products.
 //!
+//! On the sparse path ([`Tape::sparse_conv2d_pool_relu`]) the per-image
+//! product and the input gradient are `SparseConv`'s (the non-zero taps
+//! only), as `sparse_conv2d` runs them; the weight gradient stays dense.
+//!
 //! The arithmetic is the unfused chain's, operation for operation — the same
 //! per-image GEMMs, the same pooling and ReLU, the same image groups and
 //! summation orders for `∂L/∂W` and `∂L/∂b` — so the fused op gives the bits
@@ -21,11 +25,13 @@
 //!   `∂L/∂b = Σ_{n, pixels} ∂L/∂Y_n`, `∂L/∂x_n = col2im(Wᵀ · ∂L/∂Y_n)`.
 
 use std::mem::MaybeUninit;
+use std::ops::Deref;
 
 use bregman_tensor::conv::{col2im_image_channel_major, im2col_image_into, weight_to_tap_major};
 use bregman_tensor::parallel::init_default;
 use bregman_tensor::pool::{maxpool_plane, maxpool_plane_backward};
 use bregman_tensor::reduce::lane_sum;
+use bregman_tensor::sparse::{ConvScratch, SparseConv};
 use bregman_tensor::{gemm_serial, ConvGeometry, Tensor};
 use rayon::prelude::*;
 
@@ -84,6 +90,7 @@ fn forward_with_index(
     b: Option<&Tensor>,
     spec: Conv2dSpec,
     pool: PoolSpec,
+    sparse: Option<&SparseConv>,
 ) -> (Tensor, Vec<u32>, ConvGeometry, ConvGeometry) {
     assert!(
         fusable(x.shape(), w.shape(), spec, pool),
@@ -108,14 +115,25 @@ fn forward_with_index(
         pg.out_pixels(),
         g.c * g.h * g.w,
     );
-    let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
     let len = g.n * oc * q;
     let (mut y, mut idx): (Vec<f32>, Vec<u32>) = (Vec::with_capacity(len), Vec::with_capacity(len));
-    // Per task: the image in channels-last order, its columns, its convolution output.
+    // The dense product reads `W` tap-major through im2col; the sparse one
+    // reads its non-zero taps' windows of the padded image (its plan).
+    let dense = sparse.is_none();
+    let w_tap = if dense {
+        weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw)
+    } else {
+        Vec::new()
+    };
+    let plan = sparse.map(|s| s.plan(&g));
+    // Per task: the image in channels-last order and its columns (dense), the
+    // sparse product's scratch, the image's convolution output.
     let scratch = || {
+        let (img_len, cols_len) = if dense { (img, p * pl) } else { (0, 0) };
         (
-            vec![0.0f32; img],
-            vec![0.0f32; p * pl],
+            vec![0.0f32; img_len],
+            vec![0.0f32; cols_len],
+            ConvScratch::default(),
             vec![0.0f32; oc * p],
         )
     };
@@ -123,11 +141,24 @@ fn forward_with_index(
         .par_chunks_mut(oc * q)
         .zip(idx.spare_capacity_mut()[..len].par_chunks_mut(oc * q))
         .zip(x.data().par_chunks(img))
-        .for_each_init(scratch, |(hwc, cn, conv), ((yn, ixn), xn)| {
+        .for_each_init(scratch, |(hwc, cn, scratch, conv), ((yn, ixn), xn)| {
             let (yn, ixn) = (init_default(yn), init_default(ixn));
-            // The convolution's own per-image step (`conv2d::forward_with_cols`).
-            im2col_image_into(xn, &g, hwc, cn);
-            image_output(true, (oc, pl, p), &w_tap, b, cn, conv);
+            // The convolution's own per-image step (`conv2d::forward_with_cols`,
+            // or `SparseConv::forward_image` as `sparse_conv2d::forward` runs it).
+            match (sparse, &plan) {
+                (Some(s), Some(plan)) => {
+                    // SAFETY: `forward_image` writes every value (all of them
+                    // valid `f32`s), so `conv` stays initialised.
+                    let out = unsafe {
+                        &mut *(conv.as_mut_slice() as *mut [f32] as *mut [MaybeUninit<f32>])
+                    };
+                    s.forward_image(xn, plan, b.map(Tensor::data), out, scratch);
+                }
+                _ => {
+                    im2col_image_into(xn, &g, hwc, cn);
+                    image_output(true, (oc, pl, p), &w_tap, b, cn, conv);
+                }
+            }
             // Pooling and ReLU of each plane while it is in cache.
             let planes = yn.chunks_exact_mut(q).zip(ixn.chunks_exact_mut(q));
             for ((yo, io), co) in planes.zip(conv.chunks_exact(p)) {
@@ -155,14 +186,18 @@ pub fn forward(
     spec: Conv2dSpec,
     pool: PoolSpec,
 ) -> Tensor {
-    forward_with_index(x, w, b, spec, pool).0
+    forward_with_index(x, w, b, spec, pool, None).0
 }
 
-struct Conv2dPoolReluBackward {
+struct Conv2dPoolReluBackward<S> {
     /// Per output: the index of its window's maximum within the plane.
     idx: Vec<u32>,
     geom: ConvGeometry,
     pool: ConvGeometry,
+    /// The sparse form of `W` when the convolution ran on it: `∂L/∂x` then
+    /// runs on its non-zero taps too (`∂L/∂W` stays dense, as in
+    /// `sparse_conv2d` with a dense weight gradient).
+    sparse: Option<S>,
 }
 
 /// One image's convolution output gradient `∂L/∂Y_n` (`[OC, P]`, into `dy`)
@@ -187,7 +222,7 @@ fn output_grad(dy: &mut [f32], gn: &[f32], yn: &[f32], ixn: &[u32], p: usize, q:
     }
 }
 
-impl Backward for Conv2dPoolReluBackward {
+impl<S: Deref<Target = SparseConv>> Backward for Conv2dPoolReluBackward<S> {
     fn backward(
         &self,
         inputs: &[&Tensor],
@@ -220,6 +255,10 @@ impl Backward for Conv2dPoolReluBackward {
         // (as `Tensor::sum_channels`).
         let mut db = vec![0.0f64; n * oc];
         let (gd, yd, xd) = (grad.data(), output.data(), x.data());
+        // A plain reference (shared by the groups; the guard `S` may not be `Sync`).
+        let sparse: Option<&SparseConv> = self.sparse.as_deref();
+        let plan = sparse.filter(|_| need_x).map(|s| s.plan(g));
+        let all_idx = &self.idx;
         let partials: Vec<Vec<f32>> = dx_parts
             .into_par_iter()
             .zip(db.par_chunks_mut(per_group * oc))
@@ -230,9 +269,10 @@ impl Backward for Conv2dPoolReluBackward {
                 let mut dy = vec![0.0f32; oc * p];
                 let (mut hwc, mut cn) = (vec![0.0f32; img], vec![0.0f32; p * pl]);
                 let mut acc = vec![0.0f32; if need_w { oc * pl } else { 0 }];
+                let mut scratch = ConvScratch::default();
                 for i in 0..images {
                     let out = (first + i) * oc * q..(first + i + 1) * oc * q;
-                    let ixn = &self.idx[out.clone()];
+                    let ixn = &all_idx[out.clone()];
                     output_grad(&mut dy, &gd[out.clone()], &yd[out], ixn, p, q);
                     for (s, plane) in db_g[i * oc..][..oc].iter_mut().zip(dy.chunks_exact(p)) {
                         *s = lane_sum(plane, |v| v as f64);
@@ -243,10 +283,15 @@ impl Backward for Conv2dPoolReluBackward {
                         gemm_serial(oc, p, pl, &dy, false, &cn, false, &mut acc, true);
                     }
                     if need_x {
-                        // `cn` is free again: it takes the channel-major columns `Wᵀ · ∂L/∂Y_n`.
-                        gemm_serial(pl, oc, p, w.data(), true, &dy, false, &mut cn, false);
-                        let dxn = init_default(&mut dx_g[i * img..][..img]);
-                        col2im_image_channel_major(&cn, g, dxn);
+                        let dxn = &mut dx_g[i * img..][..img];
+                        if let (Some(s), Some(plan)) = (sparse, &plan) {
+                            // As `sparse_conv2d`'s backward: the non-zero taps only.
+                            s.input_grad_image(&dy, plan, dxn, &mut scratch);
+                        } else {
+                            // `cn` is free again: it takes the channel-major columns `Wᵀ · ∂L/∂Y_n`.
+                            gemm_serial(pl, oc, p, w.data(), true, &dy, false, &mut cn, false);
+                            col2im_image_channel_major(&cn, g, init_default(dxn));
+                        }
                     }
                 }
                 acc
@@ -286,14 +331,75 @@ impl<'a> Tape<'a> {
         spec: Conv2dSpec,
         pool: PoolSpec,
     ) -> Var {
+        let rule = |(y, idx, geom, pool)| {
+            let rule: Conv2dPoolReluBackward<&SparseConv> = Conv2dPoolReluBackward {
+                idx,
+                geom,
+                pool,
+                sparse: None,
+            };
+            (y, rule)
+        };
+        let (y, rule) = rule(forward_with_index(
+            self.value(x),
+            self.value(w),
+            b.map(|b| self.value(b)),
+            spec,
+            pool,
+            None,
+        ));
+        self.push_conv(y, x, w, b, rule)
+    }
+
+    /// [`Tape::conv2d_pool_relu`] with the convolution and its input
+    /// gradient on the non-zero taps of `sparse`, the sparse form of `w`'s
+    /// value (as [`Tape::sparse_conv2d`]); `w` receives its dense gradient.
+    /// The same bits as `sparse_conv2d → maxpool2d → relu`.
+    ///
+    /// **Panics** unless [`fusable`], on a stride other than 1, if `sparse`
+    /// does not have `w`'s shape, or on a bias that does not fit.
+    pub fn sparse_conv2d_pool_relu<S>(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        spec: Conv2dSpec,
+        pool: PoolSpec,
+        sparse: S,
+    ) -> Var
+    where
+        S: Deref<Target = SparseConv> + 'a,
+    {
+        assert_eq!(
+            self.value(w).shape(),
+            sparse.shape(),
+            "sparse conv2d: sparse form does not have the weight's shape"
+        );
         let (y, idx, geom, pool) = forward_with_index(
             self.value(x),
             self.value(w),
             b.map(|b| self.value(b)),
             spec,
             pool,
+            Some(&sparse),
         );
-        let rule = Conv2dPoolReluBackward { idx, geom, pool };
+        let rule = Conv2dPoolReluBackward {
+            idx,
+            geom,
+            pool,
+            sparse: Some(sparse),
+        };
+        self.push_conv(y, x, w, b, rule)
+    }
+
+    fn push_conv(
+        &mut self,
+        y: Tensor,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        rule: impl Backward + 'a,
+    ) -> Var {
         match b {
             Some(b) => self.push(y, &[x, w, b], rule),
             None => self.push(y, &[x, w], rule),
