@@ -35,35 +35,7 @@ struct Case {
 /// Forward values and the gradients of `Σ y ⊙ r` (a random upstream
 /// gradient `r`) with respect to x (if asked), w and b, fused or not.
 fn run(case: &Case, x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor, fused: bool) -> Vec<Vec<f32>> {
-    let mut tape = Tape::new();
-    let xv = if case.x_grad {
-        tape.leaf(x.clone())
-    } else {
-        tape.constant(x.clone())
-    };
-    let (wv, bv) = (tape.param(w), tape.param(b));
-    let bv = case.bias.then_some(bv);
-    let y = if fused {
-        tape.conv2d_pool_relu(xv, wv, bv, case.spec, case.pool)
-    } else {
-        let c = tape.conv2d(xv, wv, bv, case.spec);
-        let p = tape.maxpool2d(c, case.pool.kernel, case.pool.stride);
-        tape.relu(p)
-    };
-    let rv = tape.constant(r.clone());
-    let weighted = tape.mul(y, rv);
-    let loss = tape.sum(weighted);
-    tape.backward(loss);
-    let mut out = vec![tape.value(y).data().to_vec()];
-    let mut vars = vec![wv];
-    if case.x_grad {
-        vars.push(xv);
-    }
-    vars.extend(bv);
-    for v in vars {
-        out.push(tape.grad(v).expect("gradient").data().to_vec());
-    }
-    out
+    run_on(case, (x, w, b, r), None, fused)
 }
 
 fn cases() -> Vec<Case> {
@@ -365,12 +337,13 @@ fn sparse_fused_inference_gives_the_bits_of_the_three_ops() {
     ));
 }
 
-/// [`run`] on the sparse path: `sparse_conv2d_pool_relu` (fused) or
-/// `sparse_conv2d → maxpool2d → relu`, with `sparse` the form of `w`.
-fn run_sparse(
+/// [`run`] on the dense path (`sparse` is `None`) or on the sparse one:
+/// `sparse_conv2d_pool_relu` (fused) or `sparse_conv2d → maxpool2d → relu`,
+/// with `sparse` the form of `w`.
+fn run_on(
     case: &Case,
     (x, w, b, r): (&Tensor, &Tensor, &Tensor, &Tensor),
-    sparse: &bregman_tensor::sparse::SparseConv,
+    sparse: Option<&bregman_tensor::sparse::SparseConv>,
     fused: bool,
 ) -> Vec<Vec<f32>> {
     let mut tape = Tape::new();
@@ -381,12 +354,17 @@ fn run_sparse(
     };
     let (wv, bv) = (tape.param(w), tape.param(b));
     let bv = case.bias.then_some(bv);
-    let y = if fused {
-        tape.sparse_conv2d_pool_relu(xv, wv, bv, case.spec, case.pool, sparse)
-    } else {
-        let c = tape.sparse_conv2d(xv, wv, bv, case.spec, sparse);
-        let p = tape.maxpool2d(c, case.pool.kernel, case.pool.stride);
-        tape.relu(p)
+    let y = match (sparse, fused) {
+        (None, true) => tape.conv2d_pool_relu(xv, wv, bv, case.spec, case.pool),
+        (Some(s), true) => tape.sparse_conv2d_pool_relu(xv, wv, bv, case.spec, case.pool, s),
+        (sparse, false) => {
+            let c = match sparse {
+                Some(s) => tape.sparse_conv2d(xv, wv, bv, case.spec, s),
+                None => tape.conv2d(xv, wv, bv, case.spec),
+            };
+            let p = tape.maxpool2d(c, case.pool.kernel, case.pool.stride);
+            tape.relu(p)
+        }
     };
     let rv = tape.constant(r.clone());
     let weighted = tape.mul(y, rv);
@@ -431,8 +409,8 @@ fn sparse_fused_op_gives_the_bits_of_the_three_ops() {
             let sparse = SparseConv::from_dense(w.data(), case.w);
             let y = sparse_conv2d::forward_pool_relu(&x, &sparse, None, case.spec, case.pool);
             let r = random(y.shape(), s + 3);
-            let fused = run_sparse(case, (&x, &w, &b, &r), &sparse, true);
-            let unfused = run_sparse(case, (&x, &w, &b, &r), &sparse, false);
+            let fused = run_on(case, (&x, &w, &b, &r), Some(&sparse), true);
+            let unfused = run_on(case, (&x, &w, &b, &r), Some(&sparse), false);
             assert_eq!(fused.len(), unfused.len());
             for (k, (f, u)) in fused.iter().zip(&unfused).enumerate() {
                 let same =

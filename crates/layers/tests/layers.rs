@@ -507,6 +507,32 @@ fn a_masked_run_refreshes_the_sparse_form_and_notices_new_weights() {
     }
 }
 
+/// `model` on `x` on a tape — as one `Sequential` (`fused`: it fuses what it
+/// can) or child by child — with the loss `Σ y`: the output, every
+/// parameter gradient and the input gradient, and the tape's length.
+fn run_chain(model: &Sequential, x: &Tensor, fused: bool) -> (Tensor, Vec<Vec<f32>>, usize) {
+    let mut tape = Tape::new();
+    let xv = tape.leaf(x.clone());
+    let mut v = xv;
+    if fused {
+        v = model.forward(&mut tape, v).expect("forward");
+    } else {
+        for (_, m) in model.children() {
+            v = m.forward(&mut tape, v).expect("forward");
+        }
+    }
+    let (out, nodes) = (tape.value(v).clone(), tape.len());
+    let loss = tape.sum(v);
+    tape.backward(loss);
+    let mut grads: Vec<Vec<f32>> = model
+        .params()
+        .iter()
+        .map(|p| tape.grad_of(&p.value).expect("grad").data().to_vec())
+        .collect();
+    grads.push(tape.grad(xv).expect("input grad").data().to_vec());
+    (out, grads, nodes)
+}
+
 /// `Sequential` runs `conv → max pool → ReLU` as one fused op where the
 /// convolution is dense and the batch has ≥ 4 images: the same bits as the
 /// modules run one by one (forward, input and parameter gradients, `infer`),
@@ -524,31 +550,8 @@ fn sequential_fuses_conv_pool_relu_with_the_same_bits() {
         .push(Flatten::new())
         .push(Dense::new(36, 3, &mut r));
     let x = rand_tensor(&[6, 1, 16, 16], 71);
-    // Returns the output, every gradient and the tape's length.
-    let run = |fused: bool| {
-        let mut tape = Tape::new();
-        let xv = tape.leaf(x.clone());
-        let mut v = xv;
-        if fused {
-            v = model.forward(&mut tape, v).expect("forward");
-        } else {
-            for (_, m) in model.children() {
-                v = m.forward(&mut tape, v).expect("forward");
-            }
-        }
-        let (out, nodes) = (tape.value(v).clone(), tape.len());
-        let loss = tape.sum(v);
-        tape.backward(loss);
-        let mut grads: Vec<Vec<f32>> = model
-            .params()
-            .iter()
-            .map(|p| tape.grad_of(&p.value).expect("grad").data().to_vec())
-            .collect();
-        grads.push(tape.grad(xv).expect("input grad").data().to_vec());
-        (out, grads, nodes)
-    };
-    let (y_fused, g_fused, len_fused) = run(true);
-    let (y_plain, g_plain, len_plain) = run(false);
+    let (y_fused, g_fused, len_fused) = run_chain(&model, &x, true);
+    let (y_plain, g_plain, len_plain) = run_chain(&model, &x, false);
     assert_eq!(y_fused.data(), y_plain.data());
     assert_eq!(g_fused, g_plain);
     assert_eq!(len_plain - len_fused, 4, "two fused ops replace six");
@@ -565,30 +568,8 @@ fn sequential_fuses_conv_pool_relu_with_the_same_bits() {
             .enumerate()
             .for_each(|(i, w)| *w = if i % 100 == 0 { *w } else { 0.0 });
     }
-    let run = |model: &Sequential, fused: bool| {
-        let mut tape = Tape::new();
-        let xv = tape.leaf(x.clone());
-        let mut v = xv;
-        if fused {
-            v = model.forward(&mut tape, v).expect("forward");
-        } else {
-            for (_, m) in model.children() {
-                v = m.forward(&mut tape, v).expect("forward");
-            }
-        }
-        let (out, nodes) = (tape.value(v).clone(), tape.len());
-        let loss = tape.sum(v);
-        tape.backward(loss);
-        let mut grads: Vec<Vec<f32>> = model
-            .params()
-            .iter()
-            .map(|p| tape.grad_of(&p.value).expect("grad").data().to_vec())
-            .collect();
-        grads.push(tape.grad(xv).expect("input grad").data().to_vec());
-        (out, grads, nodes)
-    };
-    let (y_fused, g_fused, len) = run(&sparse, true);
-    let (y_plain, g_plain, _) = run(&sparse, false);
+    let (y_fused, g_fused, len) = run_chain(&sparse, &x, true);
+    let (y_plain, g_plain, _) = run_chain(&sparse, &x, false);
     assert_eq!(len, len_fused, "both chains are fused");
     assert_eq!(y_fused.data(), y_plain.data());
     assert_eq!(g_fused, g_plain);

@@ -152,6 +152,19 @@ pub(crate) fn weight_from_tap(dw_tap: &[f32], g: &ConvGeometry, w: &Tensor) -> T
 /// GEMM over all images followed by a transpose to NCHW was 50–110 ms slower
 /// per ResNet-18 step (the transpose, and a GEMM with only `OC` output
 /// columns) and no faster on the paper ConvNet (docs/BENCHMARKS.md).
+/// **Panics** unless the bias (if any) is `[OC]` for a weight of shape
+/// `w_shape` (`[OC, C, KH, KW]`): the check every convolution op makes.
+pub(crate) fn check_bias(b: Option<&Tensor>, w_shape: &[usize]) {
+    if let Some(b) = b {
+        assert!(
+            b.ndim() == 1 && b.len() == w_shape[0],
+            "conv2d: bias {:?} does not fit weight {:?} (need [OC])",
+            b.shape(),
+            w_shape
+        );
+    }
+}
+
 fn forward_with_cols(
     x: &Tensor,
     w: &Tensor,
@@ -161,14 +174,7 @@ fn forward_with_cols(
 ) -> (Tensor, Option<Tensor>, ConvGeometry) {
     let g = geometry(x, w.shape(), spec);
     let (oc, pl, p) = (w.dim(0), g.patch_len(), g.out_pixels());
-    if let Some(b) = b {
-        assert!(
-            b.ndim() == 1 && b.len() == oc,
-            "conv2d: bias {:?} does not fit weight {:?} (need [OC])",
-            b.shape(),
-            w.shape()
-        );
-    }
+    check_bias(b, w.shape());
     let w_tap = weight_to_tap_major(w.data(), oc, g.c, g.kh * g.kw);
     let images_in_parallel = g.n >= PARALLEL_IMAGES;
     let image_output = |serial: bool, cn: &[f32], yn: &mut [f32]| {

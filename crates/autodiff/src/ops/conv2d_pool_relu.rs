@@ -36,9 +36,10 @@ use bregman_tensor::{gemm_serial, ConvGeometry, Tensor};
 use rayon::prelude::*;
 
 use super::conv2d::{
-    geometry, image_output, keeps_columns, sum_in_order, weight_from_tap, Conv2dSpec,
+    check_bias, geometry, image_output, keeps_columns, sum_in_order, weight_from_tap, Conv2dSpec,
     PARALLEL_IMAGES, WEIGHT_GRAD_GROUPS,
 };
+use super::sparse_conv2d::check_form;
 use crate::{Backward, Tape, Var};
 
 /// A max-pooling window: `kernel×kernel`, moved by `stride`, no padding.
@@ -101,14 +102,7 @@ fn forward_with_index(
     let g = geometry(x, w.shape(), spec);
     let oc = w.dim(0);
     let pg = pool_geometry(&g, oc, pool).expect("checked by `fusable`");
-    if let Some(b) = b {
-        assert!(
-            b.ndim() == 1 && b.len() == oc,
-            "conv2d_pool_relu: bias {:?} does not fit weight {:?} (need [OC])",
-            b.shape(),
-            w.shape()
-        );
-    }
+    check_bias(b, w.shape());
     let (pl, p, q, img) = (
         g.patch_len(),
         g.out_pixels(),
@@ -331,24 +325,7 @@ impl<'a> Tape<'a> {
         spec: Conv2dSpec,
         pool: PoolSpec,
     ) -> Var {
-        let rule = |(y, idx, geom, pool)| {
-            let rule: Conv2dPoolReluBackward<&SparseConv> = Conv2dPoolReluBackward {
-                idx,
-                geom,
-                pool,
-                sparse: None,
-            };
-            (y, rule)
-        };
-        let (y, rule) = rule(forward_with_index(
-            self.value(x),
-            self.value(w),
-            b.map(|b| self.value(b)),
-            spec,
-            pool,
-            None,
-        ));
-        self.push_conv(y, x, w, b, rule)
+        self.push_fused::<&SparseConv>(x, w, b, spec, pool, None)
     }
 
     /// [`Tape::conv2d_pool_relu`] with the convolution and its input
@@ -370,36 +347,37 @@ impl<'a> Tape<'a> {
     where
         S: Deref<Target = SparseConv> + 'a,
     {
-        assert_eq!(
-            self.value(w).shape(),
-            sparse.shape(),
-            "sparse conv2d: sparse form does not have the weight's shape"
-        );
+        check_form(self.value(w), &sparse);
+        self.push_fused(x, w, b, spec, pool, Some(sparse))
+    }
+
+    /// The fused op on the dense path (`sparse` is `None`) or the sparse one.
+    fn push_fused<S>(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        spec: Conv2dSpec,
+        pool: PoolSpec,
+        sparse: Option<S>,
+    ) -> Var
+    where
+        S: Deref<Target = SparseConv> + 'a,
+    {
         let (y, idx, geom, pool) = forward_with_index(
             self.value(x),
             self.value(w),
             b.map(|b| self.value(b)),
             spec,
             pool,
-            Some(&sparse),
+            sparse.as_deref(),
         );
         let rule = Conv2dPoolReluBackward {
             idx,
             geom,
             pool,
-            sparse: Some(sparse),
+            sparse,
         };
-        self.push_conv(y, x, w, b, rule)
-    }
-
-    fn push_conv(
-        &mut self,
-        y: Tensor,
-        x: Var,
-        w: Var,
-        b: Option<Var>,
-        rule: impl Backward + 'a,
-    ) -> Var {
         match b {
             Some(b) => self.push(y, &[x, w, b], rule),
             None => self.push(y, &[x, w], rule),

@@ -22,7 +22,7 @@ use crate::ops::relu::Relu;
 use crate::ops::unary::UnaryDerivative;
 use crate::PoolSpec;
 
-use crate::ops::conv2d::{geometry, weight_grad, Conv2dSpec, PARALLEL_IMAGES};
+use crate::ops::conv2d::{check_bias, geometry, weight_grad, Conv2dSpec, PARALLEL_IMAGES};
 use crate::{Backward, Tape, Var, WeightGrad};
 
 /// Forward pass without a tape.
@@ -32,14 +32,7 @@ pub fn forward(x: &Tensor, w: &SparseConv, b: Option<&Tensor>, spec: Conv2dSpec)
     let g = geometry(x, &w.shape(), spec);
     let oc = w.shape()[0];
     let p = g.out_pixels();
-    if let Some(b) = b {
-        assert!(
-            b.ndim() == 1 && b.len() == oc,
-            "conv2d: bias {:?} does not fit weight {:?} (need [OC])",
-            b.shape(),
-            w.shape()
-        );
-    }
+    check_bias(b, &w.shape());
     let img = g.c * g.h * g.w;
     let plan = w.plan(&g);
     let xd = x.data();
@@ -103,14 +96,7 @@ pub fn forward_pool_relu(
     let g = geometry(x, &w.shape(), spec);
     let oc = w.shape()[0];
     let pg = pool_geometry(&g, oc, pool).expect("checked by `pool_fits`");
-    if let Some(b) = b {
-        assert!(
-            b.ndim() == 1 && b.len() == oc,
-            "conv2d: bias {:?} does not fit weight {:?} (need [OC])",
-            b.shape(),
-            w.shape()
-        );
-    }
+    check_bias(b, &w.shape());
     let (img, p, q) = (g.c * g.h * g.w, g.out_pixels(), pg.out_pixels());
     let plan = w.plan(&g);
     let xd = x.data();
@@ -146,6 +132,16 @@ pub fn forward_pool_relu(
         },
     );
     Tensor::from_vec(&[g.n, oc, pg.oh, pg.ow], y).expect("sizes from geometry")
+}
+
+/// **Panics** unless `sparse` has the shape of the weight `w` (the caller
+/// keeps the sparse form in step with the weight's value).
+pub(crate) fn check_form(w: &Tensor, sparse: &SparseConv) {
+    assert_eq!(
+        w.shape(),
+        sparse.shape(),
+        "sparse conv2d: sparse form does not have the weight's shape"
+    );
 }
 
 struct SparseConv2dBackward<S> {
@@ -237,11 +233,7 @@ impl<'a> Tape<'a> {
     where
         S: Deref<Target = SparseConv> + 'a,
     {
-        assert_eq!(
-            self.value(w).shape(),
-            sparse.shape(),
-            "sparse conv2d: sparse form does not have the weight's shape"
-        );
+        check_form(self.value(w), &sparse);
         let y = forward(self.value(x), &sparse, b.map(|b| self.value(b)), spec);
         let geom = geometry(self.value(x), &sparse.shape(), spec);
         let rule = SparseConv2dBackward {
