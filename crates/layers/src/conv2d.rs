@@ -110,25 +110,23 @@ impl Conv2d {
         self.weight.value.dim(2)
     }
 
-    /// Whether this layer runs fused with the pooling and ReLU after it on an
-    /// input of shape `x`: `None` when it cannot (not [`fusable`], or a
-    /// training pass whose weight gradient is on the support only — the
-    /// masked steps keep their own sampled product), `Some(Err)` on an input
-    /// that does not fit the layer, `Some(Ok(sparse))` when it fuses, with the
-    /// sparse form when the sparse kernels run.
+    /// Whether this layer's training pass runs fused with the pooling and
+    /// ReLU after it on an input of shape `x`: `None` when it cannot (not
+    /// [`fusable`], or a masked step, whose weight gradient on the support
+    /// keeps its own sampled product), `Some(Err)` on an input that does not
+    /// fit the layer, `Some(Ok(sparse))` when it fuses, with the sparse form
+    /// when the sparse kernels run.
     #[allow(clippy::type_complexity)]
     fn fuses(
         &self,
         x: &[usize],
         pool: PoolSpec,
-        training: bool,
     ) -> Option<Result<Option<Ref<'_, SparseConv>>, LayerError>> {
         if let Err(e) = self.check(x) {
             return Some(Err(e));
         }
-        let sparse = self.sparse_for(training);
-        let masked =
-            training && sparse.is_some() && self.sparse.weight_grad() == WeightGrad::Support;
+        let sparse = self.sparse_for(true);
+        let masked = sparse.is_some() && self.sparse.weight_grad() == WeightGrad::Support;
         (!masked && fusable(x, self.weight.value.shape(), self.spec, pool)).then_some(Ok(sparse))
     }
 
@@ -186,7 +184,7 @@ impl Module for Conv2d {
         x: Var,
         pool: PoolSpec,
     ) -> Option<Result<Var, LayerError>> {
-        let sparse = match self.fuses(tape.value(x).shape(), pool, true)? {
+        let sparse = match self.fuses(tape.value(x).shape(), pool)? {
             Ok(sparse) => sparse,
             Err(e) => return Some(Err(e)),
         };
@@ -200,26 +198,24 @@ impl Module for Conv2d {
 
     /// Fused on both paths: the sparse one pools each image's output of
     /// the sparse kernel while it is in cache
-    /// ([`ops::sparse_conv2d::forward_pool_relu`]).
+    /// ([`ops::sparse_conv2d::forward_pool_relu`], any batch), the dense one
+    /// when [`fusable`].
     fn infer_pool_relu(&self, x: &Tensor, pool: PoolSpec) -> Option<Result<Tensor, LayerError>> {
         if let Err(e) = self.check(x.shape()) {
             return Some(Err(e));
         }
-        if let Some(sparse) = self.sparse_for(false) {
-            if !ops::sparse_conv2d::pool_fits(x.shape(), sparse.shape(), self.spec, pool) {
-                return None;
-            }
-            let b = self.bias.as_ref().map(|b| &b.value);
-            let y = ops::sparse_conv2d::forward_pool_relu(x, &sparse, b, self.spec, pool);
-            return Some(Ok(y));
-        }
-        if let Err(e) = self.fuses(x.shape(), pool, false)? {
-            return Some(Err(e));
-        }
-        // (The sparse form was taken above whenever it runs.)
         let b = self.bias.as_ref().map(|b| &b.value);
-        let y = ops::conv2d_pool_relu::forward(x, &self.weight.value, b, self.spec, pool);
-        Some(Ok(y))
+        let (w, spec) = (&self.weight.value, self.spec);
+        match self.sparse_for(false) {
+            Some(sparse) => ops::sparse_conv2d::pool_fits(x.shape(), sparse.shape(), spec, pool)
+                .then(|| {
+                    Ok(ops::sparse_conv2d::forward_pool_relu(
+                        x, &sparse, b, spec, pool,
+                    ))
+                }),
+            None => fusable(x.shape(), w.shape(), spec, pool)
+                .then(|| Ok(ops::conv2d_pool_relu::forward(x, w, b, spec, pool))),
+        }
     }
 
     fn set_kernels(&mut self, kernels: Kernels) {
