@@ -359,6 +359,45 @@ fn cifar_augmentation_crops_and_flips_deterministically() {
     assert_eq!(x1.shape(), [8, 3, 32, 32]);
 }
 
+/// The batches are gathered in parallel, image by image: 1 and 2 threads give
+/// the same bits, with and without augmentation.
+#[test]
+fn batches_do_not_depend_on_the_thread_count() {
+    let d = tmp("threads").join("cifar-10");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut recs = Vec::new();
+    for r in 0..40u32 {
+        recs.push((r % 10) as u8);
+        recs.extend((0..3072u32).map(|i| ((i * 31 + r * 17) % 256) as u8));
+    }
+    std::fs::write(d.join("data_batch_1.bin"), &recs).unwrap();
+    std::fs::write(d.join("test_batch.bin"), &recs[..3073]).unwrap();
+    let (train, _) = load(d.parent().unwrap(), DatasetKind::Cifar10).unwrap();
+    for augment in [false, true] {
+        let opts = BatchOptions {
+            batch_size: 33,
+            shuffle: true,
+            augment,
+            noise_std: None,
+            fixed_noise: false,
+        };
+        let on = |threads: usize| -> Vec<Vec<u32>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                batches(&train, opts, 5, 2)
+                    .map(|b| b.x.data().iter().map(|v| v.to_bits()).collect())
+                    .collect()
+            })
+        };
+        let one = on(1);
+        assert_eq!(one.len(), 2);
+        assert_eq!(one, on(2), "augment {augment}");
+    }
+}
+
 /// Every augmented image is the original shifted by some (dy, dx) in
 /// [−4, 4]² with zero padding, then possibly flipped horizontally, and
 /// normalised; over many images every kind of shift and both flips occur.
