@@ -11,7 +11,9 @@
 //! `--density R` initialises the weights sparse (a fraction `R` non-zero, as
 //! Bregman training starts), so the sparse kernels run where they pay;
 //! `--masked` computes the weight gradients on the support only (a masked
-//! step of `--sparse-backprop`).
+//! step of `--sparse-backprop`); `--stale` marks the weights changed before
+//! every step, as the optimizer does in training, so each step rebuilds the
+//! sparse forms (inside the forward times of the layers that have them).
 //!
 //! Models: `mlp`, `convnet` (default), `resnet18`. `--backend` forces one GEMM
 //! kernel for every call (`matrixmultiply`, `gemm` or `packed`; default: the engine's
@@ -72,8 +74,12 @@ fn main() {
     let labels: Vec<usize> = (0..BATCH).map(|_| rng.gen_range(0..10)).collect();
     gemm_profile::force_backend(backend);
 
-    let step = |profiled: bool| {
+    let stale = args.iter().any(|a| a == "--stale");
+    let mut step = |profiled: bool| {
         let start = Instant::now();
+        if stale {
+            drop(model.params_mut());
+        }
         let mut tape = if profiled {
             Tape::profiled()
         } else {
