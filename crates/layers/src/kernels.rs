@@ -38,7 +38,30 @@ pub(crate) struct SparseForm<T> {
     /// only shrink until the next full step, so the form keeps that structure
     /// and a stale form only re-reads its values (O(nnz), no pass over θ).
     run: Cell<Option<f64>>,
+    /// Whether the last full rebuild decision built a form (the weight was
+    /// sparse enough): the next rebuild then fills the form straight away and
+    /// takes the density from it, instead of counting θ's non-zeros first.
+    built: Cell<bool>,
     form: RefCell<Option<T>>,
+}
+
+/// A sparse form's share of non-zero weights: after a full rebuild, exactly
+/// the share of non-zeros of θ it was built from.
+pub(crate) trait Density {
+    /// `nnz / len`.
+    fn density(&self) -> f64;
+}
+
+impl Density for bregman_tensor::sparse::SparseLinear {
+    fn density(&self) -> f64 {
+        bregman_tensor::sparse::SparseLinear::density(self)
+    }
+}
+
+impl Density for bregman_tensor::sparse::SparseConv {
+    fn density(&self) -> f64 {
+        bregman_tensor::sparse::SparseConv::density(self)
+    }
 }
 
 /// How [`SparseForm::get`] asks its caller to bring a stale form up to date.
@@ -50,7 +73,7 @@ pub(crate) enum Refill {
     Values,
 }
 
-impl<T: Default> SparseForm<T> {
+impl<T: Default + Density> SparseForm<T> {
     /// Marks the form stale (the weight is about to change).
     pub(crate) fn invalidate(&mut self) {
         self.density.set(None);
@@ -115,13 +138,26 @@ impl<T: Default> SparseForm<T> {
         let density = match self.density.get() {
             Some(d) => d,
             None => {
-                let d = bregman_tensor::sparse::density(w);
-                if d <= max_density {
+                // A weight that was sparse at the last rebuild is rebuilt at
+                // once (the rebuild counts its non-zeros: one pass over θ, not
+                // two); any other is counted first. The density, and so every
+                // decision below, is the same either way.
+                let d = if self.built.get() {
                     let mut slot = self.form.borrow_mut();
-                    fill(slot.get_or_insert_with(T::default), w, Refill::Full);
-                    if self.weight_grad == WeightGrad::Support {
-                        self.run.set(Some(d));
+                    let form = slot.get_or_insert_with(T::default);
+                    fill(form, w, Refill::Full);
+                    form.density()
+                } else {
+                    let d = bregman_tensor::sparse::density(w);
+                    if d <= max_density {
+                        let mut slot = self.form.borrow_mut();
+                        fill(slot.get_or_insert_with(T::default), w, Refill::Full);
                     }
+                    d
+                };
+                self.built.set(d <= max_density);
+                if d <= max_density && self.weight_grad == WeightGrad::Support {
+                    self.run.set(Some(d));
                 }
                 self.density.set(Some(d));
                 d

@@ -41,6 +41,23 @@ impl Sequential {
         self.children.iter().map(|(n, m)| (n.as_str(), m.as_ref()))
     }
 
+    /// Gives `x` (`[N, ...]`, owned) the shape the model's first child turns
+    /// it into when that child is a flatten: `[N, rest]`, a change of shape
+    /// only (free for an owned tensor), so that the flatten finds its input
+    /// flat already and does not copy it. Any other `x` comes back as it is.
+    pub fn flatten_input(&self, x: Tensor) -> Tensor {
+        let first_flattens = self.children.first().is_some_and(|(_, m)| m.is_flatten());
+        if !first_flattens || x.ndim() < 3 {
+            return x;
+        }
+        let n = x.dim(0);
+        let rest = x.len().checked_div(n).unwrap_or(0);
+        if n == 0 || rest == 0 {
+            return x;
+        }
+        x.reshape(&[n, rest]).expect("the same number of values")
+    }
+
     /// The window of a `max pool → ReLU` pair right after child `i`, which
     /// child `i` may fuse into its own pass ([`Module::forward_pool_relu`]).
     fn pool_relu_after(&self, i: usize) -> Option<PoolSpec> {

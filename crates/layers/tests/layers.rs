@@ -704,3 +704,35 @@ fn sparse_dense_chains_infer_batch_major_with_the_same_bits() {
     let err = mlp.infer(&rand_tensor(&[8, 783], 4)).unwrap_err();
     assert!(err.to_string().contains("784"), "{err}");
 }
+
+/// `Sequential::flatten_input` gives a model that starts with a flatten its
+/// input as `[N, rest]` — the same outputs and gradients, bit for bit, in
+/// training and inference — and leaves any other model's input alone.
+#[test]
+fn flatten_input_changes_only_the_shape_of_a_flattening_model_s_input() {
+    let mut r = rng(3);
+    let mlp = models::mlp(&[784, 30, 10], &mut r);
+    let x = rand_tensor(&[5, 1, 28, 28], 4);
+    let flat = mlp.flatten_input(x.clone());
+    assert_eq!(flat.shape(), [5, 784]);
+    assert_eq!(flat.data(), x.data());
+    assert_eq!(mlp.infer(&flat).unwrap(), mlp.infer(&x).unwrap());
+    let grads = |input: Tensor| {
+        let mut tape = Tape::new();
+        let xv = tape.constant(input);
+        let y = mlp.forward(&mut tape, xv).unwrap();
+        let loss = tape.cross_entropy(y, &[0, 1, 2, 3, 4]);
+        tape.backward(loss);
+        let p = mlp.params();
+        p.iter()
+            .map(|p| tape.grad_of(&p.value).unwrap().clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(grads(flat), grads(x.clone()));
+    let conv = models::paper_convnet(&mut r);
+    assert_eq!(conv.flatten_input(x.clone()).shape(), [5, 1, 28, 28]);
+    // A wrong image size still fails in the first dense layer, naming 784.
+    let wrong = mlp.flatten_input(rand_tensor(&[2, 1, 28, 27], 5));
+    let err = mlp.infer(&wrong).unwrap_err().to_string();
+    assert!(err.contains("784"), "{err}");
+}

@@ -88,7 +88,7 @@ impl EvalSums {
             (0.0f64, 0usize, 0usize, 0.0f64, 0.0f64);
         // Evaluation noise is fixed (epoch stream 0), so every epoch sees the same noisy images.
         for batch in batches(ds, opts, cfg.seed ^ 0xE7A1, 0) {
-            let y = model.infer(&batch.x)?;
+            let y = model.infer(&model.flatten_input(batch.x))?;
             let b = batch.labels.len();
             if let Some(t) = &batch.target {
                 let (yd, td) = (y.data(), t.data());

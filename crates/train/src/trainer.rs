@@ -228,7 +228,7 @@ impl Run {
                 (zeros.collect(), 0.0, 0)
             } else {
                 let mut tape = Tape::new();
-                let x = tape.constant(batch.x);
+                let x = tape.constant(self.model.flatten_input(batch.x));
                 let y = self.model.forward(&mut tape, x)?;
                 let mut right = 0;
                 let loss = match batch.target {
