@@ -736,3 +736,44 @@ fn flatten_input_changes_only_the_shape_of_a_flattening_model_s_input() {
     let err = mlp.infer(&wrong).unwrap_err().to_string();
     assert!(err.contains("784"), "{err}");
 }
+
+/// The kernel choice follows θ's density across rebuilds: a layer sparse at
+/// its last rebuild is rebuilt without counting first, and still switches to
+/// the dense path when θ becomes dense, and back when it is sparse again.
+#[test]
+fn the_kernel_choice_follows_the_density_across_rebuilds() {
+    let mut d = Dense::new(784, 200, &mut rng(7));
+    let set = |d: &mut Dense, every: usize| {
+        let mut p = d.params_mut();
+        let w = p[0].value.data_mut();
+        for (i, v) in w.iter_mut().enumerate() {
+            *v = if i % every == 0 {
+                0.01 * (i % 7) as f32 + 0.01
+            } else {
+                0.0
+            };
+        }
+    };
+    let x = rand_tensor(&[128, 784], 8);
+    for (every, sparse) in [(50, true), (50, true), (1, false), (100, true), (2, false)] {
+        set(&mut d, every);
+        assert_eq!(
+            d.batch_major(128, 784).is_some(),
+            sparse,
+            "one weight in {every}"
+        );
+        // The output is that of the weight as it is now, whichever path.
+        let want = {
+            let mut dense = d.clone();
+            dense.set_kernels(bregman_layers::Kernels::Dense);
+            dense.infer(&x).unwrap()
+        };
+        let got = d.infer(&x).unwrap();
+        let close = got
+            .data()
+            .iter()
+            .zip(want.data())
+            .all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()));
+        assert!(close, "one weight in {every}");
+    }
+}
