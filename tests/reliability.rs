@@ -95,6 +95,19 @@ fn a_run_directory_has_one_writer_and_a_killed_writer_leaves_a_resumable_run() {
         .spawn()
         .unwrap();
     wait_for_epochs(&out, 1);
+    // The metrics of an epoch are written before its checkpoint: wait for
+    // that too, so that the kill below always finds one whole checkpoint
+    // (on a loaded machine the epoch's fsynced files can take longer than
+    // the two refused commands; the kill was then earlier than the first
+    // checkpoint, and this test failed on a correct run).
+    let start = Instant::now();
+    while !out.join("checkpoint.safetensors").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint in 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = first.id().to_string();
     // A second process gets a clear error naming the first, whatever it asks.
     for args in [
