@@ -139,12 +139,7 @@ impl Csr {
             self.fill_in_blocks(w, rows, cols, rows_per_block);
             return;
         }
-        self.rows = rows;
-        self.cols = cols;
-        self.row_ptr.clear();
-        self.col_idx.clear();
-        self.values.clear();
-        self.row_ptr.push(0);
+        self.clear_to(rows, cols);
         if cols > 0 {
             #[cfg(target_arch = "x86_64")]
             match crate::packed::Isa::detect() {
@@ -171,6 +166,17 @@ impl Csr {
         }
     }
 
+    /// Makes `self` an empty `rows × cols` matrix with no stored entries yet
+    /// (`row_ptr = [0]`), keeping its memory.
+    fn clear_to(&mut self, rows: usize, cols: usize) {
+        self.rows = rows;
+        self.cols = cols;
+        self.row_ptr.clear();
+        self.col_idx.clear();
+        self.values.clear();
+        self.row_ptr.push(0);
+    }
+
     /// [`Csr::fill_from_dense`] on rayon: each block of `rows_per_block` rows
     /// is scanned into its own part by one task, then the parts are joined in
     /// order — the same matrix as one serial scan, for any thread count.
@@ -182,12 +188,7 @@ impl Csr {
             .par_iter_mut()
             .zip(w.par_chunks(rows_per_block * cols))
             .for_each(|(part, block)| part.fill_from_dense(block, block.len() / cols, cols));
-        self.rows = rows;
-        self.cols = cols;
-        self.row_ptr.clear();
-        self.col_idx.clear();
-        self.values.clear();
-        self.row_ptr.push(0);
+        self.clear_to(rows, cols);
         for part in &parts {
             let offset = self.values.len() as u32;
             self.row_ptr
