@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{metrics, num, ok, tmp};
+use common::{metrics, num, ok, tmp, wait_for_checkpoint};
 
 /// The command `mpirun -np N bregman ARGS…`, one rayon thread per rank.
 fn mpirun_command(np: usize, args: &[&str]) -> Command {
@@ -171,14 +171,7 @@ fn start_and_find_ranks(run: &Path, env: &[(&str, &str)]) -> (std::process::Chil
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let job = cmd.spawn().expect(NO_MPIRUN);
-    let start = Instant::now();
-    while !run.join("checkpoint.safetensors").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint in 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_checkpoint(run);
     let children = Command::new("pgrep")
         .args(["-P", &job.id().to_string()])
         .output()

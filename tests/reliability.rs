@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bregman::data::idx::encode_idx;
 use bregman::train::checkpoint;
-use common::{bin, err, metrics, ok, tmp, without_seconds};
+use common::{bin, err, metrics, ok, tmp, wait_for_checkpoint, without_seconds};
 
 fn train_1(out: &Path, extra: &[&str]) -> String {
     let mut args = vec!["train", "--epochs", "1", "--out", out.to_str().unwrap()];
@@ -100,14 +100,7 @@ fn a_run_directory_has_one_writer_and_a_killed_writer_leaves_a_resumable_run() {
     // (on a loaded machine the epoch's fsynced files can take longer than
     // the two refused commands; the kill was then earlier than the first
     // checkpoint, and this test failed on a correct run).
-    let start = Instant::now();
-    while !out.join("checkpoint.safetensors").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint in 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_checkpoint(&out);
     let pid = first.id().to_string();
     // A second process gets a clear error naming the first, whatever it asks.
     for args in [

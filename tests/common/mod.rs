@@ -12,6 +12,21 @@ pub fn bin() -> Command {
     c
 }
 
+/// Waits (at most 300 s) until the run in `dir` has written its first
+/// checkpoint: an epoch's metrics are written before its checkpoint, so a
+/// test that kills a run must wait for this, not for the metrics.
+pub fn wait_for_checkpoint(dir: &Path) {
+    let start = std::time::Instant::now();
+    while !dir.join("checkpoint.safetensors").exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(300),
+            "no checkpoint in {} after 300 s",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bregman-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

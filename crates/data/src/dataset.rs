@@ -343,9 +343,10 @@ fn prefetch(bytes: &[u8]) {
 /// table values, so the same bits as the scalar loop).
 fn lut_map(bytes: &[u8], out: &mut [f32], lut: &[f32; 256]) {
     debug_assert_eq!(bytes.len(), out.len());
+    // The engine's one instruction-set choice (detected once per process).
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present (checked just above).
+    if bregman_tensor::packed::Isa::detect() == bregman_tensor::packed::Isa::Avx512 {
+        // SAFETY: AVX-512F is present (that is what `Isa::Avx512` means).
         unsafe { lut_map_avx512(bytes, out, lut) };
         return;
     }
