@@ -192,8 +192,8 @@ impl Backend {
     /// 5–10% on the tall input-gradient products (`1600×64·64×64`,
     /// `2304×256·256×64`).
     ///
-    /// On CPUs with AVX-512F, [`Backend::Packed`] takes matrixmultiply's
-    /// place (see [`Backend::for_shape`]).
+    /// On CPUs with full-rate AVX-512, [`Backend::Packed`] takes
+    /// matrixmultiply's place (see [`Backend::for_shape`]).
     pub fn for_serial_shape(m: usize, k: usize, n: usize) -> Backend {
         let choice = if m >= 512 && k.min(n) >= 64 {
             Backend::MatrixMultiply
@@ -220,8 +220,9 @@ impl Backend {
     /// - `A` read transposed with `m ≥ 64`: the dense-layer weight gradient
     ///   `Gᵀ·X`, e.g. `200×128·128×784` (1.1–1.7×).
     ///
-    /// On CPUs with AVX-512F the engine's own [`Backend::Packed`] serves those
-    /// shapes instead of matrixmultiply: measured on an Intel Xeon (Emerald
+    /// On CPUs whose AVX-512 runs at twice the AVX2 rate
+    /// ([`crate::packed::avx512_full_rate`]) the engine's own [`Backend::Packed`]
+    /// serves those shapes instead of matrixmultiply: measured on an Intel Xeon (Emerald
     /// Rapids, two 512-bit FMA units per core; docs/BENCHMARKS.md) it is at or
     /// above matrixmultiply on every shape of `benches/gemm.rs` (the short
     /// outputs `64×1600×8192` and `64×8192×1600`: 111–162 and 106–146 against
@@ -247,10 +248,11 @@ impl Backend {
         choice.on_this_cpu()
     }
 
-    /// `Packed` in place of `MatrixMultiply` on CPUs with AVX-512F.
+    /// `Packed` in place of `MatrixMultiply` on CPUs whose AVX-512 runs at
+    /// twice the AVX2 rate ([`crate::packed::avx512_full_rate`]: not Zen 4).
     fn on_this_cpu(self) -> Backend {
         match self {
-            Backend::MatrixMultiply if Isa::detect() == Isa::Avx512 => Backend::Packed,
+            Backend::MatrixMultiply if crate::packed::avx512_full_rate() => Backend::Packed,
             other => other,
         }
     }

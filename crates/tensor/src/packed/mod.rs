@@ -24,11 +24,13 @@
 //! **Which kernel** ([`Isa::detect`], once per process): AVX-512F → 12×32 tiles
 //! (24 zmm accumulators; two 16-wide loads of `B` and 12 broadcasts of `A` feed
 //! 24 FMAs per `k`), else AVX2+FMA → 6×16 tiles (12 ymm accumulators), else a
-//! portable 4×8 kernel on `f32::mul_add`. The AVX-512 kernel suits both x86
-//! families we run on: Intel server cores issue two 512-bit FMAs per cycle
-//! (twice AVX2's rate); Zen 4 splits a 512-bit FMA into two 256-bit halves, so
-//! it runs at AVX2's FLOP rate there but with half the instructions and twice
-//! the registers.
+//! portable 4×8 kernel on `f32::mul_add`. Intel server cores issue two 512-bit
+//! FMAs per cycle (twice AVX2's rate), and there this GEMM is at or above
+//! matrixmultiply on every benchmarked shape; Zen 4 splits a 512-bit FMA into
+//! two 256-bit halves, so the AVX-512 kernel runs at AVX2's FLOP rate there and
+//! measured 13–18% behind matrixmultiply on a short-output weight gradient.
+//! The GEMM backend rule therefore uses this GEMM only where
+//! [`avx512_full_rate`] says the 512-bit rate is double.
 
 mod avx2;
 mod avx512;
@@ -137,6 +139,57 @@ trait MicroKernel {
 /// constant changed by hand; `RAYON_NUM_THREADS=1 cargo bench --bench gemm --
 /// packed` times the chosen setting.
 const DIRECT_MAX_TILES: (usize, usize) = (4, 1);
+
+/// Whether this CPU's 512-bit FMAs run at twice its 256-bit FLOP rate, i.e.
+/// whether the AVX-512 kernel doubles the AVX2 kernels' peak. Read from CPUID
+/// (vendor and family), never from a timing, once per process:
+///
+/// - **AMD family 19h** (Zen 4; Zen 3 has no AVX-512): no — each 512-bit FMA is
+///   split into two 256-bit halves on its two FMA pipes, so AVX2 code
+///   (matrixmultiply's kernels) already reaches the peak. Measured on an AMD
+///   EPYC (Zen 4): matrixmultiply beats [`Isa::Avx512`]'s packed GEMM on the
+///   short-output products it would take over (`64×8192·8192×1600` with `A`
+///   transposed: 11.3 against 13.4 ms; docs/BENCHMARKS.md).
+/// - **Every other AVX-512 CPU**: yes. Measured on an Intel Xeon (Emerald
+///   Rapids, two 512-bit FMA units per core), where the packed AVX-512 GEMM is
+///   at or above matrixmultiply on every benchmarked shape. AMD family 1Ah
+///   (Zen 5) has full-width 512-bit datapaths; Intel parts with a single
+///   512-bit FMA unit (some Xeon Silver/Bronze) would be better served by
+///   `false`, but CPUID does not report the unit count.
+pub fn avx512_full_rate() -> bool {
+    static FULL: OnceLock<bool> = OnceLock::new();
+    *FULL.get_or_init(|| Isa::detect() == Isa::Avx512 && !is_amd_family_19h())
+}
+
+/// CPUID leaf 0 (vendor "AuthenticAMD") and leaf 1 (extended family 0x19 =
+/// base family 0xF + extended family 0xA).
+fn is_amd_family_19h() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID exists on every x86-64 CPU; leaves 0 and 1 always do.
+        #[allow(unused_unsafe)]
+        let (leaf0, leaf1) = unsafe { (__cpuid(0), __cpuid(1)) };
+        let vendor = [leaf0.ebx, leaf0.edx, leaf0.ecx];
+        let is_amd = vendor == [0x6874_7541, 0x6974_6e65, 0x444d_4163]; // "AuthenticAMD"
+        is_amd && cpu_family(leaf1.eax) == 0x19
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The display family of a CPUID leaf-1 `eax` signature: the base family
+/// (bits 8–11), plus the extended family (bits 20–27) when the base is 0xF.
+fn cpu_family(eax: u32) -> u32 {
+    let base = (eax >> 8) & 0xF;
+    if base == 0xF {
+        base + ((eax >> 20) & 0xFF)
+    } else {
+        base
+    }
+}
 
 /// The instruction set the micro-kernel is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,6 +445,26 @@ unsafe fn tile<K: MicroKernel>(
 mod tests {
     use super::*;
     use crate::test_support::pseudo;
+
+    /// Leaf-1 signatures of real CPUs decode to their families: Intel Sapphire
+    /// Rapids (family 6), AMD Genoa (Zen 4, 19h), AMD Turin (Zen 5, 1Ah).
+    #[test]
+    fn cpu_family_decodes_real_signatures() {
+        assert_eq!(cpu_family(0x0008_06F8), 0x6);
+        assert_eq!(cpu_family(0x00A1_0F11), 0x19);
+        assert_eq!(cpu_family(0x00B0_0F21), 0x1A);
+    }
+
+    /// Full-rate AVX-512 needs AVX-512, and Zen 4 never has it.
+    #[test]
+    fn full_rate_avx512_follows_the_cpu() {
+        if avx512_full_rate() {
+            assert_eq!(Isa::detect(), Isa::Avx512);
+        }
+        if is_amd_family_19h() {
+            assert!(!avx512_full_rate());
+        }
+    }
 
     /// The definition: one `mul_add` chain per output in increasing `k`.
     fn fma_chain(m: usize, k: usize, n: usize, a: Operand, b: Operand, c: &mut [f32], acc: bool) {
